@@ -13,7 +13,8 @@ import ast
 import math
 import os
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
