@@ -1,0 +1,219 @@
+"""Reading a data set's annotations: COCO json or the TXT label file, checked, as per-image records.
+
+A record's boxes are rows `[x1, y1, x2, y2, label, iscrowd]` in source pixels (x2 = x + w for COCO), with
+`label` the index of the class name in `cfg.coco_classes` (1..num_classes-1; 0 is the background).
+Errors name the file and the line or the json entry; they are `DataError`, never a deep traceback.
+
+TXT format (the original's): one image per line,
+`relative/path.jpg x1,y1,x2,y2,class,iscrowd x1,y1,x2,y2,class,iscrowd ...`, `class` an index into
+`coco_classes`, paths relative to `image_dir`. Blank lines are ignored. An image's id is its 1-based position
+among the non-blank lines (the ids `txt_to_coco_dict` gives it).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pycocotools.coco import COCO
+
+BOX_FIELDS = ("x1", "y1", "x2", "y2", "class", "iscrowd")
+
+
+class DataError(ValueError):
+    """An annotation or image that cannot be used; the message names the file and line or entry."""
+
+
+@dataclass
+class ImageRecord:
+    """One image of a data set: its file, its id, its boxes (n, 6) float64 [x1, y1, x2, y2, label, iscrowd]."""
+
+    path: str
+    image_id: int
+    boxes: np.ndarray
+    where: str  # "file:line" or "file: images[i]", for messages
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# TXT
+def parse_txt_box(text: str, num_classes: int, where: str) -> list[float]:
+    """`"x1,y1,x2,y2,class,iscrowd"` -> [x1, y1, x2, y2, class, iscrowd]; DataError naming `where` if unusable."""
+    fields = text.split(",")
+    if len(fields) != len(BOX_FIELDS):
+        raise DataError(f"{where}: box {text!r} has {len(fields)} comma-separated fields, expected "
+                        f"{len(BOX_FIELDS)} ({','.join(BOX_FIELDS)})")
+    coords = []
+    for name, field in zip(BOX_FIELDS[:4], fields[:4], strict=True):
+        try:
+            value = float(field)
+        except ValueError:
+            raise DataError(f"{where}: box {text!r}: {name}={field!r} is not a number") from None
+        if not math.isfinite(value):
+            raise DataError(f"{where}: box {text!r}: {name}={field!r} is not a finite number")
+        coords.append(value)
+    ints = []
+    for name, field in zip(BOX_FIELDS[4:], fields[4:], strict=True):
+        try:
+            ints.append(int(field))
+        except ValueError:
+            raise DataError(f"{where}: box {text!r}: {name}={field!r} is not an integer") from None
+    x1, y1, x2, y2 = coords
+    label, iscrowd = ints
+    if x2 <= x1:
+        raise DataError(f"{where}: box {text!r}: xmax={x2:g} <= xmin={x1:g}")
+    if y2 <= y1:
+        raise DataError(f"{where}: box {text!r}: ymax={y2:g} <= ymin={y1:g}")
+    if not 1 <= label < num_classes:
+        raise DataError(f"{where}: box {text!r}: class {label} is outside the config's classes "
+                        f"(1..{num_classes - 1}; 0 is the background)")
+    if iscrowd not in (0, 1):
+        raise DataError(f"{where}: box {text!r}: iscrowd={iscrowd} must be 0 or 1")
+    return [x1, y1, x2, y2, float(label), float(iscrowd)]
+
+
+def parse_txt_line(line: str, num_classes: int, where: str) -> tuple[str, np.ndarray] | None:
+    """One TXT line -> (relative image path, boxes (n, 6) float64); None for a blank line."""
+    fields = line.split()
+    if not fields:
+        return None
+    boxes = [parse_txt_box(text, num_classes, where) for text in fields[1:]]
+    return fields[0], np.array(boxes, dtype=np.float64).reshape(-1, len(BOX_FIELDS))
+
+
+def _txt_lines(anno_path: str) -> list[tuple[int, str]]:
+    if not os.path.isfile(anno_path):
+        raise DataError(f"TXT label file not found: {anno_path!r} (config key anno_path)")
+    try:
+        with open(anno_path, encoding="utf-8") as f:
+            return list(enumerate(f.read().splitlines(), start=1))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{anno_path}: not a UTF-8 text file ({err})") from None
+
+
+def read_txt_records(anno_path: str, image_dir: str, classes: Sequence[str]) -> list[ImageRecord]:
+    """All images of a TXT label file, in line order; image paths joined to `image_dir` (not checked here)."""
+    if not os.path.isdir(image_dir):
+        raise DataError(f"image directory not found: {image_dir!r} (config key image_dir)")
+    records = []
+    for line_no, line in _txt_lines(anno_path):
+        where = f"{anno_path}:{line_no}"
+        parsed = parse_txt_line(line, len(classes), where)
+        if parsed is None:
+            continue
+        name, boxes = parsed
+        records.append(ImageRecord(os.path.join(image_dir, name), len(records) + 1, boxes, where))
+    return records
+
+
+def txt_to_coco_dict(anno_path: str, classes: Sequence[str]) -> dict:
+    """The TXT label file as a COCO ground-truth dict (for COCOeval), as the original builds it.
+
+    Images get ids 1, 2, ... in line order; categories are every name of `classes` with id = its index (the
+    background included at id 0); bbox = [x1, y1, x2 - x1, y2 - y1].
+    """
+    data = {"images": [], "annotations": [],
+            "categories": [{"id": i, "name": name} for i, name in enumerate(classes)]}
+    for line_no, line in _txt_lines(anno_path):
+        parsed = parse_txt_line(line, len(classes), f"{anno_path}:{line_no}")
+        if parsed is None:
+            continue
+        name, boxes = parsed
+        image_id = len(data["images"]) + 1
+        data["images"].append({"file_name": name, "id": image_id})
+        for x1, y1, x2, y2, label, iscrowd in boxes.tolist():
+            w, h = x2 - x1, y2 - y1
+            data["annotations"].append({"bbox": [x1, y1, w, h], "area": w * h, "category_id": int(label),
+                                        "iscrowd": int(iscrowd), "image_id": image_id,
+                                        "id": len(data["annotations"]) + 1})
+    return data
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# COCO
+_REQUIRED = {
+    "images": {"id": int, "file_name": str},
+    "annotations": {"id": int, "image_id": int, "category_id": int, "bbox": list, "iscrowd": int},
+    "categories": {"id": int, "name": str},
+}
+
+
+def load_coco_json(json_path: str) -> dict:
+    """Read a COCO instances json and check the keys this port (and pycocotools) relies on."""
+    if not os.path.isfile(json_path):
+        raise DataError(f"COCO annotation file not found: {json_path!r}")
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{json_path}: not valid json ({err})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{json_path}: expected a json object with {sorted(_REQUIRED)}")
+    for section, keys in _REQUIRED.items():
+        entries = data.get(section)
+        if not isinstance(entries, list):
+            raise DataError(f"{json_path}: missing the list {section!r}")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise DataError(f"{json_path}: {section}[{i}] is not an object")
+            for key, kind in keys.items():
+                if key not in entry:
+                    raise DataError(f"{json_path}: {section}[{i}] has no {key!r}")
+                value = entry[key]
+                if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                    raise DataError(f"{json_path}: {section}[{i}].{key}={value!r} is not an integer")
+                if kind is not int and not isinstance(value, kind):
+                    raise DataError(f"{json_path}: {section}[{i}].{key}={value!r} is not a {kind.__name__}")
+    image_ids = {img["id"] for img in data["images"]}
+    category_ids = {cat["id"] for cat in data["categories"]}
+    for i, ann in enumerate(data["annotations"]):
+        bbox = ann["bbox"]
+        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                     and math.isfinite(v) for v in bbox):
+            raise DataError(f"{json_path}: annotations[{i}].bbox={bbox!r} is not 4 finite numbers [x, y, w, h]")
+        if ann["image_id"] not in image_ids:
+            raise DataError(f"{json_path}: annotations[{i}].image_id={ann['image_id']} is not in images")
+        if ann["category_id"] not in category_ids:
+            raise DataError(f"{json_path}: annotations[{i}].category_id={ann['category_id']} is not in categories")
+    return data
+
+
+def coco_category_labels(categories: Sequence[dict], classes: Sequence[str], used_ids: set[int],
+                         where: str) -> dict[int, int]:
+    """COCO category id -> contiguous label (index of its name in `classes`), as the original maps them.
+
+    A category that has annotations (`used_ids`) but whose name is not in `classes` is an error: the config's
+    `coco_classes` must list the data set's class names (background first).
+    """
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(cat["name"] for cat in categories if cat["id"] in used_ids and cat["name"] not in index)
+    if unknown:
+        raise DataError(f"{where}: categories {unknown} are not in the config's coco_classes; set coco_classes "
+                        "(background first) and num_classes to the data set's class names")
+    return {cat["id"]: index[cat["name"]] for cat in categories if cat["name"] in index}
+
+
+def read_coco_records(json_path: str, image_root: str, classes: Sequence[str]) -> tuple[list[ImageRecord], dict]:
+    """All images of a COCO json in `getImgIds()` order (json order), crowd boxes kept with iscrowd = 1.
+
+    Returns (records, category id -> label). Image paths are `image_root/file_name` (not checked here).
+    """
+    data = load_coco_json(json_path)
+    coco = COCO()
+    coco.dataset = data
+    coco.createIndex()
+    used = {ann["category_id"] for ann in data["annotations"]}
+    labels = coco_category_labels(data["categories"], classes, used, json_path)
+    records = []
+    for i, image_id in enumerate(coco.getImgIds()):
+        info = coco.imgs[image_id]
+        rows = []
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)):
+            x, y, w, h = ann["bbox"]
+            rows.append([x, y, x + w, y + h, labels[ann["category_id"]], int(ann["iscrowd"])])
+        boxes = np.array(rows, dtype=np.float64).reshape(-1, len(BOX_FIELDS))
+        records.append(ImageRecord(os.path.join(image_root, info["file_name"]), image_id, boxes,
+                                   f"{json_path}: images[{i}] (id {image_id})"))
+    return records, labels
