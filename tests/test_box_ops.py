@@ -1,0 +1,215 @@
+"""Box maths against NumPy implementations of the original's documented formulas (legacy "+1" convention for IoU,
+encode, decode, CheckValid; NMS without "+1"), in PYNATIVE and GRAPH mode. The NumPy helpers here are the
+reference for the other RPN-side tests too."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_v", "3")
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor, nn  # noqa: E402
+
+from src.FasterRcnn.box_ops import (  # noqa: E402
+    box_iou,
+    boxes_inside,
+    decode_boxes,
+    encode_boxes,
+    nms_with_mask,
+)
+
+ONE = np.float32(1.0)
+
+
+@pytest.fixture(autouse=True)
+def pynative():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+# ---------------------------------------------------------------- NumPy references
+def np_iou(boxes: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """(G, N) IoU, "+1" areas, float32 arithmetic."""
+    b = boxes.astype(np.float32)
+    g = gts.astype(np.float32)
+    area_b = (b[:, 2] - b[:, 0] + ONE) * (b[:, 3] - b[:, 1] + ONE)
+    area_g = (g[:, 2] - g[:, 0] + ONE) * (g[:, 3] - g[:, 1] + ONE)
+    iw = np.maximum(np.minimum(g[:, None, 2], b[None, :, 2]) - np.maximum(g[:, None, 0], b[None, :, 0]) + ONE, 0)
+    ih = np.maximum(np.minimum(g[:, None, 3], b[None, :, 3]) - np.maximum(g[:, None, 1], b[None, :, 1]) + ONE, 0)
+    inter = iw * ih
+    return inter / (area_g[:, None] + area_b[None, :] - inter)
+
+
+def np_encode(boxes, gts, means=(0, 0, 0, 0), stds=(1, 1, 1, 1)) -> np.ndarray:
+    p = boxes.astype(np.float64)
+    g = gts.astype(np.float64)
+    pw, ph = p[:, 2] - p[:, 0] + 1, p[:, 3] - p[:, 1] + 1
+    gw, gh = g[:, 2] - g[:, 0] + 1, g[:, 3] - g[:, 1] + 1
+    dx = ((g[:, 0] + g[:, 2]) - (p[:, 0] + p[:, 2])) * 0.5 / pw
+    dy = ((g[:, 1] + g[:, 3]) - (p[:, 1] + p[:, 3])) * 0.5 / ph
+    d = np.stack([dx, dy, np.log(gw / pw), np.log(gh / ph)], 1)
+    return (d - np.asarray(means)) / np.asarray(stds)
+
+
+def np_decode(boxes, deltas, max_shape, means=(0, 0, 0, 0), stds=(1, 1, 1, 1), wh_ratio_clip=0.016):
+    p = boxes.astype(np.float64)
+    d = deltas.astype(np.float64) * np.asarray(stds) + np.asarray(means)
+    limit = abs(np.log(wh_ratio_clip))
+    dw, dh = np.clip(d[:, 2], -limit, limit), np.clip(d[:, 3], -limit, limit)
+    pw, ph = p[:, 2] - p[:, 0] + 1, p[:, 3] - p[:, 1] + 1
+    cx = (p[:, 0] + p[:, 2]) * 0.5 + pw * d[:, 0]
+    cy = (p[:, 1] + p[:, 3]) * 0.5 + ph * d[:, 1]
+    w, h = pw * np.exp(dw), ph * np.exp(dh)
+    height, width = max_shape
+    return np.stack([np.clip(cx - 0.5 * w + 0.5, 0, width), np.clip(cy - 0.5 * h + 0.5, 0, height),
+                     np.clip(cx + 0.5 * w - 0.5, 0, width), np.clip(cy + 0.5 * h - 0.5, 0, height)], 1)
+
+
+def np_nms_keep(dets: np.ndarray, thr: float) -> np.ndarray:
+    """Exact greedy NMS on score-sorted dets (K, 5); IoU without "+1", drop iff IoU > thr. Keep mask (K,)."""
+    d = dets.astype(np.float32)
+    area = (d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1])
+    keep = np.zeros(len(d), bool)
+    dropped = np.zeros(len(d), bool)
+    for i in range(len(d)):
+        if dropped[i]:
+            continue
+        keep[i] = True
+        iw = np.maximum(np.minimum(d[i, 2], d[i + 1:, 2]) - np.maximum(d[i, 0], d[i + 1:, 0]), 0)
+        ih = np.maximum(np.minimum(d[i, 3], d[i + 1:, 3]) - np.maximum(d[i, 1], d[i + 1:, 1]), 0)
+        inter = iw * ih
+        with np.errstate(invalid="ignore"):  # two zero-area boxes: 0 / 0 is not > thr, nothing dropped
+            dropped[i + 1:] |= inter / (area[i] + area[i + 1:] - inter) > np.float32(thr)
+    return keep
+
+
+def random_boxes(rng, n: int, extent: float = 200.0, max_side: float = 80.0, integer: bool = True) -> np.ndarray:
+    xy = rng.uniform(0, extent, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, max_side, (n, 2))], 1)
+    return (np.round(boxes) if integer else boxes).astype(np.float32)
+
+
+# ---------------------------------------------------------------- IoU
+def test_iou_uses_plus_one_areas_on_crafted_boxes():
+    boxes = np.array([[0, 0, 9, 9], [5, 5, 14, 14], [10, 0, 19, 9], [0, 0, 0, 0], [-2, -2, -2, -2]], np.float32)
+    gts = np.array([[0, 0, 9, 9], [-1, -1, -1, -1]], np.float32)
+    iou = box_iou(Tensor(boxes), Tensor(gts)).asnumpy()
+    # 10x10 boxes: identical 1; overlap 5x5 -> 25 / 175; adjacent (x 10..19 vs 0..9) 0; one pixel 1 / 100.
+    np.testing.assert_allclose(iou[0], [1.0, 25 / 175, 0.0, 1 / 100, 0.0], rtol=1e-6)
+    # The (-1) invalid-gt box and the (-2) invalid-candidate box overlap nothing (and not each other).
+    np.testing.assert_array_equal(iou[1], [0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_iou_matches_numpy_on_random_boxes(integer):
+    rng = np.random.default_rng(3)
+    boxes, gts = random_boxes(rng, 700, integer=integer), random_boxes(rng, 23, integer=integer)
+    gts[-3:] = -1  # padding gts
+    iou = box_iou(Tensor(boxes), Tensor(gts)).asnumpy()
+    assert iou.shape == (23, 700)
+    np.testing.assert_allclose(iou, np_iou(boxes, gts), rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------- encode / decode
+def test_encode_matches_numpy_and_hand_values():
+    p = np.array([[0, 0, 9, 9]], np.float32)
+    g = np.array([[2, 3, 13, 23]], np.float32)
+    # p: centre (4.5, 4.5), size 10; g: centre (7.5, 13), size (12, 21)
+    hand = [0.3, 0.85, np.log(1.2), np.log(2.1)]
+    np.testing.assert_allclose(encode_boxes(Tensor(p), Tensor(g), (0,) * 4, (1,) * 4).asnumpy()[0], hand, rtol=1e-5)
+    stds = (0.1, 0.1, 0.2, 0.2)
+    np.testing.assert_allclose(encode_boxes(Tensor(p), Tensor(g), (0,) * 4, stds).asnumpy()[0],
+                               np.asarray(hand) / stds, rtol=1e-5)
+    rng = np.random.default_rng(4)
+    boxes, gts = random_boxes(rng, 300, integer=False), random_boxes(rng, 300, integer=False)
+    means, stds = (0.1, -0.2, 0.05, 0.0), (0.1, 0.1, 0.2, 0.2)
+    np.testing.assert_allclose(encode_boxes(Tensor(boxes), Tensor(gts), means, stds).asnumpy(),
+                               np_encode(boxes, gts, means, stds), rtol=1e-4, atol=1e-4)
+
+
+def test_decode_matches_numpy_including_clip_and_ratio_limit():
+    rng = np.random.default_rng(5)
+    boxes = random_boxes(rng, 400, extent=300)
+    deltas = rng.normal(0, 1.5, (400, 4)).astype(np.float32)
+    deltas[:20, 2:] = rng.choice([-9.0, 9.0], (20, 2))  # beyond |log(0.016)| = 4.135: clamped
+    max_shape = (256, 384)
+    for means, stds in (((0,) * 4, (1,) * 4), ((0,) * 4, (0.1, 0.1, 0.2, 0.2))):
+        out = decode_boxes(Tensor(boxes), Tensor(deltas), max_shape, means, stds).asnumpy()
+        np.testing.assert_allclose(out, np_decode(boxes, deltas, max_shape, means, stds), rtol=1e-5, atol=1e-3)
+    out = decode_boxes(Tensor(boxes), Tensor(deltas), max_shape, (0,) * 4, (1,) * 4).asnumpy()
+    # clipped to the canvas size itself (x up to 384, y up to 256), both limits reached
+    assert out[:, [0, 2]].max() == 384 and out[:, [1, 3]].max() == 256 and out.min() == 0
+
+
+def test_decode_inverts_encode():
+    rng = np.random.default_rng(6)
+    anchors = random_boxes(rng, 200, extent=150, max_side=60)
+    gts = random_boxes(rng, 200, extent=150, max_side=60)
+    for stds in ((1, 1, 1, 1), (0.1, 0.1, 0.2, 0.2)):
+        deltas = encode_boxes(Tensor(anchors), Tensor(gts), (0,) * 4, stds)
+        back = decode_boxes(Tensor(anchors), deltas, (1000, 1000), (0,) * 4, stds).asnumpy()
+        np.testing.assert_allclose(back, gts, atol=2e-3)
+    same = encode_boxes(Tensor(gts), Tensor(gts), (0,) * 4, (0.1, 0.1, 0.2, 0.2)).asnumpy()
+    np.testing.assert_array_equal(same, 0)
+
+
+# ---------------------------------------------------------------- CheckValid
+def test_boxes_inside_uses_size_times_ratio_minus_one():
+    boxes = np.array([[0, 0, 63, 31], [0, 0, 64, 31], [0, 0, 63, 32], [-1, 0, 5, 5], [0, -0.5, 5, 5],
+                      [10, 10, 31, 15], [10, 10, 32, 15], [10, 10, 31, 16]], np.float32)
+    meta_full = Tensor(np.array([32, 64, 1.0], np.float32))
+    assert boxes_inside(Tensor(boxes), meta_full).asnumpy().tolist() == [True, False, False, False, False,
+                                                                       True, True, True]
+    meta_half = Tensor(np.array([32, 64, 0.5], np.float32))  # limits x2 <= 31, y2 <= 15
+    assert boxes_inside(Tensor(boxes), meta_half).asnumpy().tolist() == [False] * 5 + [True, False, False]
+
+
+# ---------------------------------------------------------------- NMS
+def test_nms_iou_without_plus_one_and_strict_threshold():
+    dets = np.array([[0, 0, 10, 10, 0.9],
+                     [0, 0, 10, 7.2, 0.8],   # IoU 0.72 with the first (0.745 with "+1"): dropped
+                     [0, 0, 10, 6.8, 0.7],   # IoU 0.68 (0.709 with "+1"): kept
+                     [50, 50, 60, 60, 0.6],
+                     [50, 50, 60, 57, 0.5],  # IoU exactly 0.7 with the previous: kept (dropped only if > 0.7)
+                     [50, 50, 60, 59, 0.4]], np.float32)  # 0.9 with [50, 50, 60, 60]: dropped
+    out, keep = nms_with_mask(Tensor(dets), 0.7)
+    np.testing.assert_array_equal(out.asnumpy(), dets)
+    assert keep.asnumpy().tolist() == [True, False, True, True, True, False]
+
+
+def test_nms_is_exact_greedy_on_random_sorted_boxes():
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        n = int(rng.integers(20, 400))
+        boxes = random_boxes(rng, n, extent=120, max_side=50, integer=False)
+        dets = np.concatenate([boxes, np.sort(rng.uniform(0, 1, (n, 1)), 0)[::-1]], 1).astype(np.float32)
+        out, keep = nms_with_mask(Tensor(dets), 0.7)
+        np.testing.assert_array_equal(out.asnumpy(), dets)
+        np.testing.assert_array_equal(keep.asnumpy(), np_nms_keep(dets, 0.7))
+
+
+# ---------------------------------------------------------------- GRAPH_MODE
+class _AllOps(nn.Cell):
+    def construct(self, boxes, gts, deltas, meta, dets):
+        return (box_iou(boxes, gts), encode_boxes(boxes, gts[:4], (0.0,) * 4, (0.1, 0.1, 0.2, 0.2)),
+                decode_boxes(boxes, deltas, (64, 96), (0.0,) * 4, (1.0,) * 4), boxes_inside(boxes, meta),
+                nms_with_mask(dets, 0.7)[1])
+
+
+def test_box_ops_in_graph_mode():
+    rng = np.random.default_rng(8)
+    boxes, gts = random_boxes(rng, 4, extent=60, max_side=40), random_boxes(rng, 6, extent=60, max_side=40)
+    deltas = rng.normal(0, 0.5, (4, 4)).astype(np.float32)
+    meta = np.array([64, 96, 1.0], np.float32)
+    dets = np.concatenate([boxes, [[0.9], [0.8], [0.7], [0.6]]], 1).astype(np.float32)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        iou, enc, dec, inside, keep = (o.asnumpy() for o in _AllOps()(
+            Tensor(boxes), Tensor(gts), Tensor(deltas), Tensor(meta), Tensor(dets)))
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    np.testing.assert_allclose(iou, np_iou(boxes, gts), rtol=1e-6)
+    np.testing.assert_allclose(enc, np_encode(boxes, gts[:4], (0,) * 4, (0.1, 0.1, 0.2, 0.2)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dec, np_decode(boxes, deltas, (64, 96)), rtol=1e-5, atol=1e-3)
+    inside_ref = (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= 95) & (boxes[:, 3] <= 63)
+    np.testing.assert_array_equal(inside, inside_ref)
+    np.testing.assert_array_equal(keep, np_nms_keep(dets, 0.7))
