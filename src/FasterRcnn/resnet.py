@@ -1,0 +1,151 @@
+"""ResNet-50 backbone of the original faster_rcnn_dcn: plain bottlenecks in layer1, deformable 3x3 in layer2-4.
+
+Freezing as the original: the stem conv and all of layer1 take no gradient (c2 leaves through stop_gradient) and
+their BatchNorms have no trainable affine; layer2-4 are trainable; every BatchNorm normalises with its moving
+statistics, in training as in evaluation. `weights_update=True` unfreezes the stem conv and layer1 and
+`bn_training=True` makes the BatchNorms use batch statistics in training mode: both for training from scratch.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mindspore import Tensor, nn, ops
+from mindspore.common.initializer import HeNormal
+
+from .dcn_v2 import DeformConv2d
+
+NUM_STAGES = 4
+EXPANSION = 4  # bottleneck: out_channels = 4 x the 3x3 conv's channels
+# MindSpore convention: moving = momentum * moving + (1 - momentum) * batch. The original passes 0.1, which never
+# acts (its statistics are frozen); with bn_training the usual 0.9 keeps the moving statistics usable for eval.
+BN_MOMENTUM = 0.9
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
+    """Conv without bias, He-normal initialised (the original's constant 0.01 cannot learn from scratch)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
+                     has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
+
+
+def _batch_norm(channels: int, affine: bool, bn_training: bool) -> nn.BatchNorm2d:
+    """BatchNorm on moving statistics (the original), or on batch statistics in training mode if bn_training."""
+    return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM, affine=affine, gamma_init="ones", beta_init="zeros",
+                          moving_mean_init="zeros", moving_var_init="ones",
+                          use_batch_statistics=None if bn_training else False)
+
+
+class _Bottleneck(nn.Cell):
+    """1x1 -> 3x3 (stride here) -> 1x1 residual block; subclasses build and run the 3x3 (`_build_spatial`,
+    `_spatial`). Parameters are created in the original's order (a checkpoint lists them so)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, down_sample: bool, trainable: bool,
+                 bn_training: bool):
+        super().__init__()
+        mid = out_channels // EXPANSION
+        self.conv1 = _conv(in_channels, mid, 1)
+        self.bn1 = _batch_norm(mid, trainable, bn_training)
+        self._build_spatial(mid, stride)
+        self.bn2 = _batch_norm(mid, trainable, bn_training)
+        self.conv3 = _conv(mid, out_channels, 1)
+        self.bn3 = _batch_norm(out_channels, trainable, bn_training)
+        self.down_sample = down_sample
+        if down_sample:
+            self.conv_down_sample = _conv(in_channels, out_channels, 1, stride=stride)
+            self.bn_down_sample = _batch_norm(out_channels, trainable, bn_training)
+
+    def _build_spatial(self, channels: int, stride: int) -> None:
+        raise NotImplementedError
+
+    def _spatial(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def construct(self, x: Tensor) -> Tensor:
+        out = ops.relu(self.bn1(self.conv1(x)))
+        out = ops.relu(self.bn2(self._spatial(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x
+        if self.down_sample:
+            identity = self.bn_down_sample(self.conv_down_sample(x))
+        return ops.relu(out + identity)
+
+
+class ResidualBlock(_Bottleneck):
+    """Plain bottleneck (layer1); frozen unless `trainable`. Params conv1/2/3, bn1/2/3, [conv|bn]_down_sample."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, down_sample: bool = False,
+                 trainable: bool = False, bn_training: bool = False):
+        super().__init__(in_channels, out_channels, stride, down_sample, trainable, bn_training)
+        if not trainable:
+            for param in self.trainable_params():
+                param.requires_grad = False
+
+    def _build_spatial(self, channels: int, stride: int) -> None:
+        self.conv2 = _conv(channels, channels, 3, stride=stride, padding=1)
+
+    def _spatial(self, x: Tensor) -> Tensor:
+        return self.conv2(x)
+
+
+class ResidualBlockDCN(_Bottleneck):
+    """Bottleneck whose 3x3 is the original's DeformConv2d (`defconv`); layer2-4, always trainable."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, down_sample: bool = False,
+                 bn_training: bool = False):
+        super().__init__(in_channels, out_channels, stride, down_sample, True, bn_training)
+
+    def _build_spatial(self, channels: int, stride: int) -> None:
+        self.defconv = DeformConv2d(channels, channels, 3, stride=stride, padding=1)
+
+    def _spatial(self, x: Tensor) -> Tensor:
+        return self.defconv(x)
+
+
+def _make_stage(block: type, num_blocks: int, in_channels: int, out_channels: int, stride: int,
+                **kwargs) -> nn.SequentialCell:
+    """First block takes the stride and a projection shortcut (whenever shape changes), the rest keep the shape."""
+    down_sample = stride != 1 or in_channels != out_channels
+    blocks = [block(in_channels, out_channels, stride=stride, down_sample=down_sample, **kwargs)]
+    blocks += [block(out_channels, out_channels, stride=1, **kwargs) for _ in range(1, num_blocks)]
+    return nn.SequentialCell(blocks)
+
+
+class ResNetFea(nn.Cell):
+    """ResNet-50 feature extractor: (N, 3, H, W) -> (c2, c3, c4, c5) at strides 4, 8, 16, 32.
+
+    layer_nums, in_channels, out_channels: per stage (config resnet_block, resnet_in_channels,
+    resnet_out_channels: [3, 4, 6, 3], [64, 256, 512, 1024], [256, 512, 1024, 2048]).
+    Spatial sizes are ceil(H / stride), ceil(W / stride).
+    """
+
+    def __init__(self, layer_nums: Sequence[int], in_channels: Sequence[int], out_channels: Sequence[int],
+                 weights_update: bool = False, bn_training: bool = False):
+        super().__init__()
+        if not len(layer_nums) == len(in_channels) == len(out_channels) == NUM_STAGES:
+            raise ValueError(f"ResNetFea needs {NUM_STAGES} stages in layer_nums, in_channels and out_channels, got "
+                             f"{list(layer_nums)}, {list(in_channels)}, {list(out_channels)}")
+        self.weights_update = weights_update
+        stem_channels = in_channels[0]
+        self.conv1 = _conv(3, stem_channels, 7, stride=2, padding=3)
+        self.conv1.weight.requires_grad = weights_update
+        self.bn1 = _batch_norm(stem_channels, affine=False, bn_training=bn_training)
+        # TF "SAME" padding: output ceil(H / 2), the odd padding row/column goes bottom/right.
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
+        self.layer1 = _make_stage(ResidualBlock, layer_nums[0], in_channels[0], out_channels[0], 1,
+                                  trainable=weights_update, bn_training=bn_training)
+        self.layer2 = _make_stage(ResidualBlockDCN, layer_nums[1], in_channels[1], out_channels[1], 2,
+                                  bn_training=bn_training)
+        self.layer3 = _make_stage(ResidualBlockDCN, layer_nums[2], in_channels[2], out_channels[2], 2,
+                                  bn_training=bn_training)
+        self.layer4 = _make_stage(ResidualBlockDCN, layer_nums[3], in_channels[3], out_channels[3], 2,
+                                  bn_training=bn_training)
+
+    def construct(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x = ops.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(x)
+        c2 = self.layer1(x)
+        if not self.weights_update:
+            c2 = ops.stop_gradient(c2)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return c2, c3, c4, c5

@@ -1,0 +1,124 @@
+"""load_backbone_pretrained on a synthetic checkpoint laid out as the model zoo's ResNet-50 saves it.
+
+Model-zoo names (mindspore-ai/models official/cv/ResNet/src/resnet.py): conv1, bn1, layerN.M.conv1..3 / bn1..3,
+the projection shortcut as layerN.0.down_sample_layer.0 (conv) and .1 (BatchNorm), the classifier end_point;
+checkpoints saved during training also hold optimizer state (moments.*, learning_rate, global_step).
+"""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.backbone_loader import load_backbone_pretrained
+from src.FasterRcnn.resnet import ResNetFea
+
+LAYERS, IN_CH, OUT_CH = [2, 2, 2, 1], [8, 16, 32, 64], [16, 32, 64, 128]
+NUM_CLASSES = 10
+BN = ("moving_mean", "moving_variance", "gamma", "beta")
+
+
+class _Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.backbone = ResNetFea(LAYERS, IN_CH, OUT_CH)
+        self.head = nn.Dense(4, 2)  # a non-backbone parameter the loader must leave alone
+
+
+def _model_zoo_resnet_shapes():
+    shapes = {"conv1.weight": (IN_CH[0], 3, 7, 7)}
+    shapes.update({f"bn1.{k}": (IN_CH[0],) for k in BN})
+    for stage, num_blocks in enumerate(LAYERS):
+        out_ch = OUT_CH[stage]
+        mid = out_ch // 4
+        for block in range(num_blocks):
+            in_ch = IN_CH[stage] if block == 0 else out_ch
+            pre = f"layer{stage + 1}.{block}."
+            shapes[pre + "conv1.weight"] = (mid, in_ch, 1, 1)
+            shapes[pre + "conv2.weight"] = (mid, mid, 3, 3)
+            shapes[pre + "conv3.weight"] = (out_ch, mid, 1, 1)
+            for bn, ch in (("bn1", mid), ("bn2", mid), ("bn3", out_ch)):
+                shapes.update({f"{pre}{bn}.{k}": (ch,) for k in BN})
+            if block == 0:
+                shapes[pre + "down_sample_layer.0.weight"] = (out_ch, in_ch, 1, 1)
+                shapes.update({f"{pre}down_sample_layer.1.{k}": (out_ch,) for k in BN})
+    shapes["end_point.weight"] = (NUM_CLASSES, OUT_CH[-1])
+    shapes["end_point.bias"] = (NUM_CLASSES,)
+    return shapes
+
+
+def _expected_target(key):
+    """Where a model-zoo key must land (written out per rule, independent of the loader)."""
+    if key.startswith("end_point."):
+        return None
+    parts = key.split(".")
+    if parts[0].startswith("layer") and parts[2] == "down_sample_layer":
+        parts[2:4] = ["conv_down_sample" if parts[3] == "0" else "bn_down_sample"]
+    if parts[0] in ("layer2", "layer3", "layer4") and parts[2] == "conv2":
+        parts[2:3] = ["defconv", "conv"]
+    return "backbone." + ".".join(parts)
+
+
+def _write_ckpt(path, shapes, seed=0, with_optimizer=True):
+    rng = np.random.default_rng(seed)
+    values = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    entries = [{"name": k, "data": Tensor(v)} for k, v in values.items()]
+    if with_optimizer:
+        entries.append({"name": "moments.conv1.weight", "data": Tensor(np.zeros(shapes["conv1.weight"], np.float32))})
+        entries.append({"name": "learning_rate", "data": Tensor(np.array([0.1], np.float32))})
+        entries.append({"name": "global_step", "data": Tensor(np.array([100], np.int32))})
+    ms.save_checkpoint(entries, str(path))
+    return values
+
+
+def test_loads_model_zoo_names_including_dcn_main_weights(tmp_path, capsys):
+    shapes = _model_zoo_resnet_shapes()
+    values = _write_ckpt(tmp_path / "resnet50.ckpt", shapes)
+    net = _Net()
+    head_before = net.head.weight.asnumpy().copy()
+    report = load_backbone_pretrained(net, str(tmp_path / "resnet50.ckpt"))
+
+    params = {p.name: p for p in net.get_parameters()}
+    expected_loaded = sorted(t for t in map(_expected_target, shapes) if t is not None)
+    assert report["loaded"] == expected_loaded
+    for key, value in values.items():
+        target = _expected_target(key)
+        if target is not None:
+            np.testing.assert_array_equal(params[target].asnumpy(), value, err_msg=f"{key} -> {target}")
+    dcn_main = [t for t in expected_loaded if t.endswith("defconv.conv.weight")]
+    assert len(dcn_main) == sum(LAYERS[1:])  # the weights the original's loader drops
+    offset_convs = sorted(n for n in params if n.endswith(("p_conv.weight", "m_conv.weight")))
+    assert report["missing"] == offset_convs
+    for name in offset_convs:
+        assert not params[name].asnumpy().any()  # untouched: zero-initialised
+    assert report["unexpected"] == sorted(["end_point.weight", "end_point.bias", "moments.conv1.weight",
+                                           "learning_rate", "global_step"])
+    np.testing.assert_array_equal(net.head.weight.asnumpy(), head_before)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"{len(expected_loaded)} loaded" in line and f"{len(offset_convs)} missing" in line
+    assert "5 unexpected" in line
+
+
+def test_bare_backbone_with_empty_prefix(tmp_path):
+    shapes = _model_zoo_resnet_shapes()
+    values = _write_ckpt(tmp_path / "r.ckpt", shapes, seed=1, with_optimizer=False)
+    backbone = ResNetFea(LAYERS, IN_CH, OUT_CH)
+    report = load_backbone_pretrained(backbone, str(tmp_path / "r.ckpt"), prefix="")
+    np.testing.assert_array_equal(backbone.layer4[0].conv1.weight.asnumpy(), values["layer4.0.conv1.weight"])
+    assert report["unexpected"] == ["end_point.bias", "end_point.weight"]
+
+
+def test_shape_mismatch_names_the_key(tmp_path):
+    shapes = _model_zoo_resnet_shapes()
+    shapes["layer3.1.conv2.weight"] = (8, 8, 3, 3)
+    _write_ckpt(tmp_path / "bad.ckpt", shapes)
+    with pytest.raises(ValueError, match=r"layer3\.1\.conv2\.weight.*\(8, 8, 3, 3\).*defconv\.conv\.weight"):
+        load_backbone_pretrained(_Net(), str(tmp_path / "bad.ckpt"))
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        load_backbone_pretrained(_Net(), str(tmp_path / "nope.ckpt"))
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(ValueError, match="garbage.ckpt"):
+        load_backbone_pretrained(_Net(), str(garbage))

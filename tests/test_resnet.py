@@ -1,0 +1,203 @@
+"""ResNetFea: the original's parameter names/shapes/trainability, its wiring against NumPy, freezing, BN modes."""
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from src.FasterRcnn.resnet import ResNetFea
+from src.model_utils.config import get_config
+
+ms.set_context(mode=ms.PYNATIVE_MODE)
+TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
+# A tiny ResNetFea with the same structure: two blocks in layer1-2 (projection and identity shortcuts).
+TINY = dict(layer_nums=[2, 2, 1, 1], in_channels=[8, 16, 32, 64], out_channels=[16, 32, 64, 128])
+
+
+class _Net(nn.Cell):
+    """The backbone under the network's attribute name."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+
+def _original_backbone_rows():
+    rows = []
+    with open(TSV, encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            name, shape, _, requires_grad = line.rstrip("\n").split("\t")
+            if name.startswith("backbone."):
+                rows.append((name, tuple(int(v) for v in shape.split("x")), requires_grad == "True"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    cfg = get_config([])
+    return ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels)
+
+
+def test_parameters_are_the_originals(resnet50):
+    ours = [(p.name, tuple(p.shape), p.requires_grad) for p in _Net(resnet50).get_parameters()]
+    expected = _original_backbone_rows()
+    assert len(expected) == 291
+    assert ours == expected  # same names, shapes, trainability and order
+
+
+def test_initialisation(resnet50):
+    conv = resnet50.layer3.get_parameters()
+    weights = {p.name: p.asnumpy() for p in conv}
+    for name, value in weights.items():
+        if "p_conv" in name or "m_conv" in name or name.endswith(("beta", "moving_mean")):
+            assert not value.any(), name
+        elif name.endswith(("gamma", "moving_variance")):
+            assert np.all(value == 1), name
+        else:  # He-normal, fan_out: std sqrt(2 / (out * kh * kw))
+            std = np.sqrt(2.0 / (value.shape[0] * value.shape[2] * value.shape[3]))
+            assert abs(value.std() / std - 1) < 0.1, name
+
+
+def test_output_shapes_are_ceil_of_strides(resnet50):
+    resnet50.set_train(False)
+    outs = resnet50(Tensor(np.random.default_rng(0).standard_normal((1, 3, 70, 100)).astype(np.float32)))
+    assert [tuple(o.shape) for o in outs] == [(1, 256, 18, 25), (1, 512, 9, 13), (1, 1024, 5, 7), (1, 2048, 3, 4)]
+
+
+def _grads(net, params, x):
+    def loss(t):
+        return sum((o * o).mean() for o in net(t))
+
+    return ms.grad(loss, grad_position=0, weights=params)(x)
+
+
+@pytest.mark.parametrize("weights_update", [False, True])
+def test_frozen_parameters_get_no_gradient(weights_update):
+    net = ResNetFea(**TINY, weights_update=weights_update)
+    net.set_train(True)
+    x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    frozen = [p for p in net.get_parameters() if p.name.startswith(("conv1.", "layer1.")) and p.name.endswith("weight")]
+    later = [p for p in net.get_parameters() if p.name.startswith(("layer2.", "layer3.", "layer4."))
+             and (p.name.endswith("weight") or p.name.endswith(("gamma", "beta")))]
+    assert all(p.requires_grad == weights_update for p in frozen)
+    assert all(p.requires_grad for p in later)
+    grad_x, grads = _grads(net, frozen + later, x)
+    # The original returns c2 through stop_gradient: nothing flows back into the stem and layer1 (nor the image).
+    assert (np.abs(grad_x.asnumpy()).max() > 0) == weights_update
+    norms = {p.name: float(np.abs(g.asnumpy()).max()) for p, g in zip(frozen + later, grads, strict=True)}
+    for p in frozen:
+        assert (norms[p.name] > 0) == weights_update, p.name
+    assert all(norms[p.name] > 0 for p in later), [n for n, v in norms.items() if v == 0]
+
+
+def _np_conv(x, w, stride=1, pad=0):
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    kh, kw = w.shape[2:]
+    out_h, out_w = (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], out_h, out_w))
+    for a in range(kh):
+        for b in range(kw):
+            patch = xp[:, :, a:a + stride * (out_h - 1) + 1:stride, b:b + stride * (out_w - 1) + 1:stride]
+            out += np.einsum("oc,ncij->noij", w[:, :, a, b], patch)
+    return out
+
+
+def _np_dcn_zero_offsets(x, w, stride):
+    """The original DCN with p_conv = m_conv = 0: mask 0.5, taps at (s*i + a, s*j + b) clamped into the map."""
+    height, width = x.shape[2:]
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    out = 0.0
+    for a in range(3):
+        for b in range(3):
+            rows = np.minimum(stride * np.arange(out_h) + a, height - 1)
+            cols = np.minimum(stride * np.arange(out_w) + b, width - 1)
+            out = out + np.einsum("oc,ncij->noij", w[:, :, a, b], x[:, :, rows][:, :, :, cols])
+    return 0.5 * out
+
+
+def _np_maxpool_tf_same(x):
+    out_h, out_w = -(-x.shape[2] // 2), -(-x.shape[3] // 2)
+    pad_h, pad_w = max((out_h - 1) * 2 + 3 - x.shape[2], 0), max((out_w - 1) * 2 + 3 - x.shape[3], 0)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)),
+                constant_values=-np.inf)
+    return np.max([xp[:, :, a:a + 2 * out_h - 1:2, b:b + 2 * out_w - 1:2] for a in range(3) for b in range(3)], 0)
+
+
+def _np_resnet(params, x, layer_nums):
+    """NumPy forward of the original's ResNetFea (BN on moving statistics, eps 1e-5)."""
+    def bn(t, name):
+        mean, var = params[name + ".moving_mean"], params[name + ".moving_variance"]
+        gamma, beta = params[name + ".gamma"], params[name + ".beta"]
+        return ((t - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5)) * gamma[:, None, None] \
+            + beta[:, None, None]
+
+    relu = lambda t: np.maximum(t, 0)  # noqa: E731
+    t = _np_maxpool_tf_same(relu(bn(_np_conv(x, params["conv1.weight"], 2, 3), "bn1")))
+    outs = []
+    for stage in range(4):
+        for block in range(layer_nums[stage]):
+            pre = f"layer{stage + 1}.{block}."
+            stride = 2 if stage > 0 and block == 0 else 1
+            out = relu(bn(_np_conv(t, params[pre + "conv1.weight"]), pre + "bn1"))
+            if stage == 0:
+                out = _np_conv(out, params[pre + "conv2.weight"], stride, 1)
+            else:
+                out = _np_dcn_zero_offsets(out, params[pre + "defconv.conv.weight"], stride)
+            out = relu(bn(out, pre + "bn2"))
+            out = bn(_np_conv(out, params[pre + "conv3.weight"]), pre + "bn3")
+            identity = t
+            if block == 0:
+                identity = bn(_np_conv(t, params[pre + "conv_down_sample.weight"], stride), pre + "bn_down_sample")
+            t = relu(out + identity)
+        outs.append(t)
+    return outs
+
+
+def test_forward_matches_numpy_resnet():
+    rng = np.random.default_rng(2)
+    net = ResNetFea(**TINY)
+    params = {}
+    for p in net.get_parameters():
+        if "p_conv" in p.name or "m_conv" in p.name:
+            value = np.zeros(p.shape)
+        elif p.name.endswith("moving_variance"):
+            value = rng.uniform(0.5, 2.0, p.shape)
+        elif len(p.shape) == 1:
+            value = rng.uniform(-0.5, 0.5, p.shape) + (1.0 if p.name.endswith("gamma") else 0.0)
+        else:
+            value = rng.standard_normal(p.shape) * np.sqrt(2.0 / np.prod(p.shape[1:]))
+        params[p.name] = value.astype(np.float32)
+        p.set_data(Tensor(params[p.name]))
+    x = rng.standard_normal((2, 3, 37, 50)).astype(np.float32)  # odd sizes: ceil at every stride
+    expected = _np_resnet({k: v.astype(np.float64) for k, v in params.items()}, x.astype(np.float64),
+                          TINY["layer_nums"])
+    for train in (False, True):  # moving statistics in both modes (bn_training False)
+        net.set_train(train)
+        outs = net(Tensor(x))
+        for level, (got, want) in enumerate(zip(outs, expected, strict=True)):
+            assert got.shape == want.shape, level
+            np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_bn_training_uses_batch_statistics_in_training_mode():
+    x = Tensor(np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32) * 3 + 1)
+    frozen, batch = ResNetFea(**TINY), ResNetFea(**TINY, bn_training=True)
+    ms.load_param_into_net(batch, {p.name: ms.Parameter(Tensor(p.asnumpy()), p.name) for p in frozen.get_parameters()})
+    for net in (frozen, batch):
+        net.set_train(False)
+    eval_frozen, eval_batch = frozen(x)[3].asnumpy(), batch(x)[3].asnumpy()
+    np.testing.assert_allclose(eval_batch, eval_frozen, rtol=1e-6)  # eval: both on moving statistics
+    stem_mean_before = batch.bn1.moving_mean.asnumpy().copy()
+    frozen.set_train(True)
+    batch.set_train(True)
+    np.testing.assert_allclose(frozen(x)[3].asnumpy(), eval_frozen, rtol=1e-6)
+    assert not np.allclose(batch(x)[3].asnumpy(), eval_batch, rtol=1e-3)
+    assert not np.allclose(batch.bn1.moving_mean.asnumpy(), stem_mean_before)  # statistics are tracked
+    assert np.all(frozen.bn1.moving_mean.asnumpy() == 0)
+
+
+def test_rejects_wrong_stage_count():
+    with pytest.raises(ValueError, match="4 stages"):
+        ResNetFea([3, 4, 6], [64, 256, 512], [256, 512, 1024])
