@@ -1,0 +1,163 @@
+"""Run an exported Faster R-CNN-DCN MINDIR with MindSpore's Python runtime (`mindspore.load` + `nn.GraphCell`).
+
+The CPU/GPU counterpart of the Ascend C++ app (ascend310_infer/): same inputs, same files.
+
+    python -m src.mindir_infer --mindir_path=M.mindir --dataset_path=IMAGES [--result_path=./result_Files]
+        [--time_path=./time_Result] [--device_target=CPU] [--device_id=0] [--keep_ratio=true]
+
+Every image file of --dataset_path (name order) goes through the evaluation pipeline's preprocessing
+(src/data_transforms.py) for the MINDIR's input size; each output k of an image is written as raw bytes to
+`<result_path>/<file name up to its first dot>_<k>.bin` (k = 0 boxes+scores float32 (N, 5), 1 labels int32
+(N, 1), 2 masks bool (N, 1)); the average latency per call goes to `<time_path>/test_perform_static.txt`.
+A MINDIR exported with batch B > 1 gets B images per call (the last call completed with repeats, not written).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+from mindspore.dataset import vision
+from mindspore.train import mind_ir_pb2
+
+from src.data_transforms import PreprocessSettings, preprocess_eval
+from src.util import Progress
+
+NUM_INPUTS = 2
+META_SIZE = 4
+NO_BOXES = np.zeros((0, 6), np.int32)
+LATENCY_FILE = "test_perform_static.txt"
+
+
+class InferError(ValueError):
+    """An unusable MINDIR, image folder or image; the message names it."""
+
+
+def mindir_input_shapes(path: str) -> list[tuple[int, ...]]:
+    """Shapes of the MINDIR graph's inputs, read from the file (no graph is built)."""
+    if not os.path.isfile(path):
+        raise InferError(f"MINDIR file not found: {path!r}")
+    model = mind_ir_pb2.ModelProto()
+    try:
+        with open(path, "rb") as f:
+            model.ParseFromString(f.read())
+    except Exception as err:  # protobuf's DecodeError and friends
+        raise InferError(f"{path} is not a MINDIR file ({type(err).__name__})") from None
+    shapes = [tuple(int(d) for d in item.tensor[0].dims) for item in model.graph.input if item.tensor]
+    if len(shapes) != NUM_INPUTS or len(shapes[0]) != 4 or shapes[1][-1:] != (META_SIZE,):
+        raise InferError(f"{path} is not a Faster R-CNN export: expected inputs img (B, 3, H, W) and img_metas "
+                         f"(B, {META_SIZE}), found {shapes}")
+    return shapes
+
+
+def list_images(folder: str) -> list[str]:
+    """Regular, non-hidden files of `folder`, sorted by name (as the C++ app)."""
+    if not os.path.isdir(folder):
+        raise InferError(f"image folder not found: {folder!r}")
+    files = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                   if not name.startswith(".") and os.path.isfile(os.path.join(folder, name)))
+    if not files:
+        raise InferError(f"no image files in {folder}")
+    return files
+
+
+def file_stem(path: str) -> str:
+    """The file name up to its first dot (`val2017/000000000139.jpg` -> `000000000139`)."""
+    return os.path.basename(path).split(".")[0]
+
+
+def load_image(path: str, settings: PreprocessSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Decode (MindSpore's decoder, as the evaluation pipeline) and preprocess one image file:
+    returns image (3, H, W) float32 and meta (4,) float32 [orig_h, orig_w, scale_h, scale_w]."""
+    with open(path, "rb") as f:
+        data = np.frombuffer(f.read(), np.uint8)
+    try:
+        decoded = vision.Decode()(data)
+    except (RuntimeError, ValueError) as err:
+        raise InferError(f"cannot decode image {path}: {str(err).splitlines()[0]}") from None
+    image, meta = preprocess_eval(decoded, NO_BOXES, settings)[:2]
+    return image, meta
+
+
+def write_outputs(result_dir: str, stem: str, outputs: list[np.ndarray]) -> None:
+    """Raw bytes of each output array to `<result_dir>/<stem>_<k>.bin` (each through a temporary file)."""
+    for k, array in enumerate(outputs):
+        path = os.path.join(result_dir, f"{stem}_{k}.bin")
+        tmp = path + ".tmp"
+        np.ascontiguousarray(array).tofile(tmp)
+        os.replace(tmp, path)
+
+
+def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, keep_ratio: bool = True) -> int:
+    """Infer every image of `dataset_path`; returns the number of images written."""
+    (batch, _, height, width), _ = mindir_input_shapes(mindir_path)
+    files = list_images(dataset_path)
+    stems = [file_stem(f) for f in files]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise InferError(f"{dataset_path}: several files share the name stem {clashes[:3]} (results are named by it)")
+    settings = PreprocessSettings(canvas_h=height, canvas_w=width, keep_ratio=keep_ratio, flip_ratio=0.0,
+                                  expand_ratio=0.0, num_gts=1)
+    os.makedirs(result_path, exist_ok=True)
+    os.makedirs(time_path, exist_ok=True)
+    graph = nn.GraphCell(ms.load(mindir_path))
+    print(f"loaded {mindir_path}: batch {batch}, input {height}x{width}; {len(files)} images", flush=True)
+
+    latencies = []
+    progress = Progress(len(files))
+    for first in range(0, len(files), batch):
+        chunk = files[first:first + batch]
+        prepared = [load_image(f, settings) for f in chunk]
+        prepared += [prepared[-1]] * (batch - len(chunk))
+        images = ms.Tensor(np.stack([p[0] for p in prepared]))
+        metas = ms.Tensor(np.stack([p[1] for p in prepared]))
+        start = time.time()
+        outputs = [o.asnumpy() for o in graph(images, metas)]
+        latencies.append(time.time() - start)
+        for j, path in enumerate(chunk):
+            write_outputs(result_path, file_stem(path), [o[j] for o in outputs])
+        print(f"Predict {', '.join(os.path.basename(f) for f in chunk)}: {latencies[-1]:.3f} s "
+              f"({progress.step(len(chunk))})", flush=True)
+
+    average_ms = 1000.0 * sum(latencies) / len(latencies)
+    line = f"NN inference cost average time: {average_ms:.3f} ms of infer_count {len(latencies)}"
+    print(line, flush=True)
+    with open(os.path.join(time_path, LATENCY_FILE), "w", encoding="utf-8") as f:
+        f.write(line + "\n")
+    return len(files)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mindir_path", required=True)
+    parser.add_argument("--dataset_path", required=True, help="folder of images")
+    parser.add_argument("--result_path", default="./result_Files")
+    parser.add_argument("--time_path", default="./time_Result")
+    parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
+    parser.add_argument("--device_id", type=int, default=0)
+    parser.add_argument("--keep_ratio", type=_bool, default=True, help="as the model was trained (default true)")
+    args = parser.parse_args(argv)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device(args.device_target, None if args.device_target == "CPU" else args.device_id)
+    try:
+        run(args.mindir_path, args.dataset_path, args.result_path, args.time_path, args.keep_ratio)
+    except InferError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""From the network's raw test outputs to COCO results, and their COCO bbox evaluation.
+
+The network returns, per image, `rpn_max_num * 80` candidate boxes [x1, y1, x2, y2, score] in original-image pixels,
+a foreground label 0..79 for each and a validity mask. As the original:
+- keep the valid candidates, at most `max_num` of them (the best by score), grouped per class;
+- label `i` becomes `coco.getCatIds()[i]` (by position), the box becomes [x1, y1, x2 - x1 + 1, y2 - y1 + 1];
+- results are assigned to images in `coco.getImgIds()` order;
+- COCOeval (bbox) over the image ids of the loaded results.
+
+The original meant to restrict COCOeval to the images with detections (`imgIds = loadRes(...).getImgIds()`), but
+pycocotools' `loadRes` copies every image of the annotation file into the results object for bbox results, so every
+annotated image is evaluated, detections or not; this module does the same call and gets the same figures. The
+original also ran one COCOeval per image before and threw the numbers away (minutes on COCO val, pages of output);
+that loop is left out.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from src.data_sources import DataError, txt_to_coco_dict
+
+# The 12 lines of COCOeval.summarize() for bbox, in the order of `COCOeval.stats`; also the keys of mAP.log.
+SUMMARY_NAMES = (
+    "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
+    "Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]",
+    "Average Precision  (AP) @[ IoU=0.75      | area=   all | maxDets=100 ]",
+    "Average Precision  (AP) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]",
+    "Average Precision  (AP) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
+    "Average Precision  (AP) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]",
+    "Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=  1 ]",
+    "Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets= 10 ]",
+    "Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]",
+    "Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]",
+    "Average Recall     (AR) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]",
+    "Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]",
+)
+# The original's name prefix for the results json (only `<prefix>.bbox.json` is written).
+RESULTS_PREFIX = "results.pkl"
+
+
+def load_ground_truth(anno_path: str, dataset: str, classes: Sequence[str]) -> COCO:
+    """The evaluation ground truth: a COCO json (`dataset` "coco"), else the TXT label file turned into a COCO
+    object as the original does (categories = `classes`, the background at id 0). DataError if unusable."""
+    if not anno_path or not os.path.isfile(anno_path):
+        raise DataError(f"annotation file not found: {anno_path!r} (config key anno_path)")
+    if dataset != "coco":
+        coco = COCO()
+        coco.dataset = txt_to_coco_dict(anno_path, classes)
+        coco.createIndex()
+        return coco
+    try:
+        return COCO(anno_path)
+    except (ValueError, KeyError, TypeError, AssertionError) as err:
+        raise DataError(f"{anno_path} is not a COCO annotation file ({type(err).__name__}: {err})") from None
+
+
+def select_detections(bboxes: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+                      max_num: int) -> tuple[np.ndarray, np.ndarray]:
+    """The valid candidates of one image, at most `max_num` of them, best score first when there are more.
+
+    bboxes (N, 5) [x1, y1, x2, y2, score]; labels (N,) or (N, 1); mask (N,) or (N, 1) bool.
+    Returns (boxes (K, 5), labels (K,)), K <= max_num.
+    """
+    bboxes = np.asarray(bboxes).reshape(-1, 5)
+    labels = np.asarray(labels).reshape(-1)
+    mask = np.asarray(mask).reshape(-1).astype(bool)
+    if not len(bboxes) == len(labels) == len(mask):
+        raise ValueError(f"bboxes, labels and mask disagree in length: {len(bboxes)}, {len(labels)}, {len(mask)}")
+    boxes, labels = bboxes[mask], labels[mask]
+    if len(boxes) > max_num:
+        keep = np.argsort(-boxes[:, 4], kind="stable")[:max_num]
+        boxes, labels = boxes[keep], labels[keep]
+    return boxes, labels
+
+
+def bbox2result_1image(bboxes: np.ndarray, labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    """Group one image's detections by class: a list of `num_classes - 1` arrays (k_i, 5), entry i for label i."""
+    if len(bboxes) == 0:
+        return [np.zeros((0, 5), dtype=np.float32) for _ in range(num_classes - 1)]
+    return [bboxes[labels == i, :] for i in range(num_classes - 1)]
+
+
+def xyxy2xywh(box: Sequence[float]) -> list[float]:
+    """[x1, y1, x2, y2] -> [x1, y1, w, h] with the original's inclusive-pixel widths (x2 - x1 + 1)."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return [x1, y1, x2 - x1 + 1, y2 - y1 + 1]
+
+
+def foreground_category_ids(coco: COCO) -> list[int]:
+    """`coco.getCatIds()` without a category named 'background'.
+
+    COCO files have no such category, so this is the original's `getCatIds()[label]`. Annotations built from TXT
+    labels list the background as category 0; the original then mapped label i to category i, one class off.
+    """
+    return [c for c in coco.getCatIds() if coco.cats[c].get("name") != "background"]
+
+
+def category_map(coco: COCO, classes: Sequence[str]) -> tuple[list[int], str | None]:
+    """Category id of each network label 0..K-2 (`classes` = the config's coco_classes, background first), and a
+    note for the log when it is not the original's positional `getCatIds()[label]`.
+
+    The original's map is right only when the annotation file lists exactly the model's classes in order. When
+    every class name is found in the file, ids are matched by name (the same ids whenever the original's are
+    right); otherwise the positional map is kept and the note says which names are missing.
+    """
+    by_position = foreground_category_ids(coco)
+    ids_by_name = {cat["name"]: cat_id for cat_id, cat in coco.cats.items()}
+    wanted = list(classes[1:])
+    missing = [name for name in wanted if name not in ids_by_name]
+    if missing:
+        return by_position, (f"WARNING: the annotation file has no category named {missing[:5]}: labels are mapped "
+                             "to its categories by position (the original's rule)")
+    by_name = [ids_by_name[name] for name in wanted]
+    if by_name == by_position:
+        return by_position, None
+    return by_name, (f"note: the annotation file lists {len(by_position)} categories for the model's {len(wanted)} "
+                     "classes; category ids are matched by class name (the original's positional map fits only "
+                     "a file listing exactly the model's classes in order)")
+
+
+def det2json(coco: COCO, results: Sequence[list[np.ndarray]], img_ids: Sequence[int] | None = None,
+             cat_ids: Sequence[int] | None = None) -> list[dict]:
+    """COCO detection records of per-image, per-class results.
+
+    results[k] belongs to `img_ids[k]` (default: `coco.getImgIds()`, the original's positional assignment; extra
+    ids without results, or results without ids, are skipped). Class index i maps to `cat_ids[i]` (default:
+    `foreground_category_ids(coco)`, the original's positional map).
+    """
+    cat_ids = foreground_category_ids(coco) if cat_ids is None else list(cat_ids)
+    img_ids = coco.getImgIds() if img_ids is None else list(img_ids)
+    records = []
+    for img_id, per_class in zip(img_ids, results, strict=False):
+        if len(per_class) > len(cat_ids):
+            raise ValueError(f"results have {len(per_class)} classes but the annotation file lists {len(cat_ids)}")
+        for label, boxes in enumerate(per_class):
+            for box in boxes:
+                records.append({"image_id": int(img_id), "bbox": xyxy2xywh(box), "score": float(box[4]),
+                                "category_id": int(cat_ids[label])})
+    return records
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder, then rename (ordinary permissions)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(obj, path: str) -> None:
+    """`obj` as json to `path`, atomically."""
+    _write_atomic(path, json.dumps(obj))
+
+
+def results2json(coco: COCO, results: Sequence[list[np.ndarray]], out_prefix: str,
+                 img_ids: Sequence[int] | None = None, cat_ids: Sequence[int] | None = None) -> dict[str, str]:
+    """Write `<out_prefix>.bbox.json` (atomically; records of `det2json`); returns {'bbox': path, 'proposal':
+    path} as the original."""
+    path = f"{out_prefix}.bbox.json"
+    write_json_atomic(det2json(coco, results, img_ids, cat_ids), path)
+    return {"bbox": path, "proposal": path}
+
+
+def coco_eval(result_file: str, coco: COCO, verbose: bool = True) -> dict:
+    """COCO bbox evaluation of a results json; returns {summary line name: value} for the 12 standard figures.
+
+    Every image of `coco` counts (see the module docstring). An empty results file gives all zeros, as the
+    original. `verbose` prints pycocotools' output, the 12-line summary included.
+    """
+    with open(result_file, encoding="utf-8") as f:
+        records = json.load(f)
+    if not records:
+        if verbose:
+            print(f"no detections in {result_file}: every figure is 0")
+        return dict.fromkeys(SUMMARY_NAMES, 0.0)
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        detections = coco.loadRes(records)
+        evaluator = COCOeval(coco, detections, "bbox")
+        # the original's restriction to "detected" images: loadRes lists every annotated image (bbox results)
+        evaluator.params.imgIds = detections.getImgIds()
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(value) for name, value in zip(SUMMARY_NAMES, evaluator.stats, strict=True)}
+
+
+def write_summary(summary: dict, path: str) -> None:
+    """The original's mAP.log: one `<name> = <value:.3f>` line per figure (written atomically)."""
+    _write_atomic(path, "".join(f"{name} = {value:.3f}\n" for name, value in summary.items()))
+
+
+def check_image_order(coco: COCO, evaluated_ids: Sequence[int] | None, evaluated_count: int) -> list[str]:
+    """Problems (as sentences) with the evaluated images versus the annotation file's `getImgIds()` list.
+
+    `evaluated_ids` are the image ids the data set reported, in order (None when it carries none);
+    `evaluated_count` the number of images that produced results. An empty list means all is well.
+    """
+    expected = list(coco.getImgIds())
+    problems = []
+    if evaluated_count != len(expected):
+        problems.append(f"the annotation file lists {len(expected)} images but {evaluated_count} were evaluated; "
+                        "the results are matched to images by position, so the figures are only right when both "
+                        "list the same images in the same order")
+    if evaluated_ids is not None:
+        ids = [int(i) for i in evaluated_ids]
+        for position, (got, want) in enumerate(zip(ids, expected, strict=False)):
+            if got != want:
+                problems.append(f"image {position} of the evaluation set has id {got} but the annotation file's "
+                                f"image {position} is {want} (the MindRecord and the annotation file list the "
+                                "images in a different order)")
+                break
+    return problems
+
+
+def read_raw_outputs(result_dir: str, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's network outputs as the inference apps write them: `<stem>_0.bin` boxes+scores (N, 5) float16
+    (Ascend) or float32, `<stem>_1.bin` labels (N,) int32, `<stem>_2.bin` masks (N,) bool.
+
+    N is taken from the mask file (one byte per candidate) and the box precision from the boxes file's size;
+    ValueError naming the file when a file is missing or its size does not fit.
+    """
+    paths = [os.path.join(result_dir, f"{stem}_{k}.bin") for k in range(3)]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"inference output not found: {path}")
+    masks = np.fromfile(paths[2], dtype=np.bool_)
+    count = len(masks)
+    labels = np.fromfile(paths[1], dtype=np.int32)
+    if len(labels) != count:
+        raise ValueError(f"{paths[1]}: {len(labels)} int32 labels but {paths[2]} holds {count} masks")
+    box_bytes = os.path.getsize(paths[0])
+    box_dtypes = {count * 5 * np.dtype(t).itemsize: t for t in (np.float16, np.float32)}
+    if count == 0 or box_bytes not in box_dtypes:
+        raise ValueError(f"{paths[0]}: {box_bytes} bytes is not {count} boxes of 5 float16 or float32 values")
+    boxes = np.fromfile(paths[0], dtype=box_dtypes[box_bytes]).astype(np.float32).reshape(count, 5)
+    return boxes, labels, masks
+
+
+class Progress:
+    """Counts finished items and formats `done/total`, elapsed time and the estimated time left."""
+
+    def __init__(self, total: int, clock=time.monotonic):
+        self.total = max(int(total), 0)
+        self.done = 0
+        self._clock = clock
+        self._start = clock()
+
+    def step(self, count: int = 1) -> str:
+        self.done += count
+        return self.status()
+
+    def status(self) -> str:
+        elapsed = self._clock() - self._start
+        if self.done and self.total:
+            eta = _hms(elapsed / self.done * max(self.total - self.done, 0))
+        else:
+            eta = "?"
+        return f"{self.done}/{self.total or '?'}, elapsed {_hms(elapsed)}, ETA {eta}"
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

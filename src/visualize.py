@@ -1,0 +1,62 @@
+"""Drawing detections (boxes, class names, scores) on an image with OpenCV, for eval.py --visualize."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from src.data_transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT_SCALE = 0.45
+LINE_THICKNESS = 2
+TEXT_PADDING = 2  # pixels around a label's text
+
+
+def class_color(label: int) -> tuple[int, int, int]:
+    """A fixed, well-separated BGR colour for a class index (golden-ratio hue steps)."""
+    hue = int((label * 0.618033988749895 % 1.0) * 180)
+    hsv = np.uint8([[[hue, 200, 255]]])
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def network_input_to_bgr(image_chw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Undo the normalisation of a network input (3, H, W) and crop its top-left `height` x `width` content."""
+    rgb = image_chw.transpose(1, 2, 0) * np.float32(IMAGENET_STD_RGB) + np.float32(IMAGENET_MEAN_RGB)
+    rgb = np.clip(np.rint(rgb[:height, :width]), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+                    class_names: Sequence[str]) -> np.ndarray:
+    """A copy of `image_bgr` with each detection drawn: boxes (K, 5) [x1, y1, x2, y2, score] in its pixels,
+    labels (K,) foreground indices (name = class_names[label]); the lowest scores are drawn first."""
+    canvas = image_bgr.copy()
+    for k in np.argsort(boxes[:, 4], kind="stable"):
+        x1, y1, x2, y2, score = boxes[k]
+        label = int(labels[k])
+        name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
+        color = class_color(label)
+        top_left, bottom_right = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
+        cv2.rectangle(canvas, top_left, bottom_right, color, LINE_THICKNESS)
+        text = f"{name} {score:.2f}"
+        (text_w, text_h), baseline = cv2.getTextSize(text, FONT, FONT_SCALE, 1)
+        # the label sits on the box's top edge, moved inside the picture where the box touches its border
+        text_x = max(min(top_left[0], canvas.shape[1] - text_w - 2 * TEXT_PADDING), 0)
+        text_y = max(top_left[1], text_h + baseline + 2 * TEXT_PADDING)
+        cv2.rectangle(canvas, (text_x, text_y - text_h - baseline - 2 * TEXT_PADDING),
+                      (text_x + text_w + 2 * TEXT_PADDING, text_y), color, cv2.FILLED)
+        cv2.putText(canvas, text, (text_x + TEXT_PADDING, text_y - baseline - TEXT_PADDING), FONT, FONT_SCALE,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas
+
+
+def save_png(image_bgr: np.ndarray, path: str) -> None:
+    """Write a PNG through a temporary file in the same folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.png"
+    if not cv2.imwrite(tmp, image_bgr):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
