@@ -17,6 +17,7 @@ import time
 import mindspore as ms
 import numpy as np
 
+from src.custom_ops import DISABLE_ENV as CPU_KERNELS_ENV
 from src.FasterRcnn import FasterRcnnInfer
 from src.model_utils.config import config
 from src.model_utils.device_adapter import get_device_id
@@ -55,6 +56,9 @@ def check_request(cfg) -> None:
 def export_network(cfg, batch_size: int) -> str:
     """Build the inference network, load cfg.ckpt_file and export it; returns the written file's path."""
     cfg.test_batch_size = batch_size
+    # The exported graph must not reference the CPU kernels' machine-local library (build/custom_ops/*.so):
+    # build it with MindSpore's own ops, which compute the same numbers (tests/test_custom_ops.py).
+    os.environ[CPU_KERNELS_ENV] = "0"
     net = FasterRcnnInfer(cfg)
     load_for_inference(net, cfg.ckpt_file, key_prefix="network.")
     net.set_train(False)

@@ -18,6 +18,8 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
+from src.custom_ops import DeformConv2dOriginal, use_cpu_kernels
+
 KERNEL_SIZE = 3
 PADDING = KERNEL_SIZE // 2
 NUM_TAPS = KERNEL_SIZE * KERNEL_SIZE
@@ -79,10 +81,14 @@ class DeformConv2d(nn.Cell):
                                 padding=padding, has_bias=False, weight_init="zeros")
         self.m_conv = nn.Conv2d(in_channels, NUM_TAPS, KERNEL_SIZE, stride=stride, pad_mode="pad",
                                 padding=padding, has_bias=False, weight_init="zeros")
+        # On the CPU a C++ kernel computes the same layer 3-7x faster than ops.deformable_conv2d (bench_kernels.py).
+        self.cpu_deform = DeformConv2dOriginal(stride) if use_cpu_kernels() else None
 
     def construct(self, x: Tensor) -> Tensor:
         # One 27-channel conv instead of p_conv and m_conv separately: x is read once, forward and backward.
         offset_weight = ops.concat((self.p_conv.weight, self.m_conv.weight), axis=0).astype(x.dtype)
         offset_mask = ops.conv2d(x, offset_weight, stride=self.stride, pad_mode="pad", padding=PADDING)
+        if self.cpu_deform is not None:
+            return self.cpu_deform(x, offset_mask, self.conv.weight)
         return deform_conv2d_edge_clamped(x, self.conv.weight, offset_mask, self.stride)
 

@@ -1,0 +1,83 @@
+"""The original model's modulated deformable convolution as a CPU custom op plus one batched matmul.
+
+What it computes (the original DeformConv2d, fidelity/README.md): for output pixel (i, j) and tap k = 3a + b,
+sample x bilinearly at row clip(s*i + a + dy_k, 0, H-1), column clip(s*j + b + dx_k, 0, W-1) (edge
+replication), multiply by sigmoid(mask_logit_k), and contract with the conv weight. The sampling and its
+gradient to x and to the offsets/mask logits are `deform_sampling.cc`; the contraction is MindSpore's matmul.
+"""
+
+import numpy as np
+from mindspore import Tensor, nn, ops
+from mindspore import dtype as mstype
+
+from src.custom_ops.build import library_path
+from src.custom_ops.dtypes import require_float32
+
+OFFSET_MASK_GROUPS = 3  # row offsets, column offsets, mask logits
+
+
+def _check_shapes(x_shape, offset_mask_shape) -> int:
+    """Number of kernel taps K*K; ValueError unless x is (N, C, H, W) and offset_mask (N, 3*K*K, Ho, Wo)."""
+    taps = offset_mask_shape[1] // OFFSET_MASK_GROUPS if len(offset_mask_shape) == 4 else 0
+    kernel = round(taps ** 0.5)
+    if len(x_shape) != 4 or taps < 1 or kernel * kernel * OFFSET_MASK_GROUPS != offset_mask_shape[1] \
+            or offset_mask_shape[0] != x_shape[0]:
+        raise ValueError(f"DeformConv2dOriginal: offset_mask {tuple(offset_mask_shape)} must be (N, 3*K*K, Ho, Wo) "
+                         f"for x (N, C, H, W) {tuple(x_shape)}")
+    return taps
+
+
+class DeformConv2dOriginal(nn.Cell):
+    """Modulated deformable conv exactly as the original DeformConv2d computes it (CPU custom op). No parameters.
+
+    Args:
+        stride: the convolution stride s (the stride of the conv that produced offset_mask).
+
+    Inputs:
+        x (N, C, H, W) float32;
+        offset_mask (N, 27, Ho, Wo) float32: channels [0, 9) row offsets dy (= p_conv(x)[:, :9]), [9, 18) column
+            offsets dx (= p_conv(x)[:, 9:]), [18, 27) mask logits before the sigmoid (= m_conv(x)); tap k = 3a + b;
+        weight (O, C, 3, 3) = conv.weight.
+    Output: (N, O, Ho, Wo) float32. Gradients flow to x, offset_mask and weight.
+    """
+
+    def __init__(self, stride: int):
+        super().__init__()
+        if int(stride) < 1:
+            raise ValueError(f"DeformConv2dOriginal: stride must be >= 1, got {stride}")
+        self.stride = Tensor(np.array([stride], dtype=np.int32))
+        library = library_path("deform_sampling")
+
+        def sample_shape(x_shape, offset_mask_shape, stride_shape):
+            taps = _check_shapes(x_shape, offset_mask_shape)
+            return [x_shape[0], offset_mask_shape[2] * offset_mask_shape[3], taps * x_shape[1]]
+
+        def sample_dtype(x_dtype, offset_mask_dtype, stride_dtype):
+            require_float32("DeformConv2dOriginal", "x and offset_mask", [x_dtype, offset_mask_dtype])
+            return mstype.float32
+
+        def grad_shape(x_shape, offset_mask_shape, stride_shape, dcol_shape):
+            return list(x_shape), list(offset_mask_shape)
+
+        def grad_dtype(x_dtype, offset_mask_dtype, stride_dtype, dcol_dtype):
+            return x_dtype, offset_mask_dtype
+
+        grad_op = ops.Custom(f"{library}:DeformSampleGrad", out_shape=grad_shape, out_dtype=grad_dtype,
+                             func_type="aot")
+
+        def bprop(x, offset_mask, stride, out, dout):
+            dx, doffset_mask = grad_op(x, offset_mask, stride, dout)
+            return dx, doffset_mask, ops.zeros_like(stride)
+
+        # col (N, Ho*Wo, K*K*C): col[n, i*Wo + j, k*C + c] = sigmoid(logit_k) * sample_k of channel c
+        self.sample = ops.Custom(f"{library}:DeformSample", out_shape=sample_shape, out_dtype=sample_dtype,
+                                 func_type="aot", bprop=bprop)
+        self.contract = ops.BatchMatMul(transpose_b=True)
+
+    def construct(self, x, offset_mask, weight):
+        n = x.shape[0]
+        out_channels = weight.shape[0]
+        col = self.sample(x, offset_mask, self.stride)
+        taps_major = weight.transpose(0, 2, 3, 1).reshape(out_channels, -1)  # (O, K*K*C), index k*C + c
+        out = self.contract(ops.broadcast_to(taps_major, (n,) + taps_major.shape), col)
+        return out.reshape(n, out_channels, offset_mask.shape[2], offset_mask.shape[3])

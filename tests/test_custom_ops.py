@@ -1,0 +1,501 @@
+"""CPU custom kernels (src/custom_ops) against MindSpore's own ops and NumPy transcriptions of the formulas.
+
+References: MultiLevelRoIAlign vs the original's way (ops.ROIAlign on all four levels + per-RoI select) and vs a
+NumPy RoIAlign with MindSpore's CPU rules; DeformConv2dOriginal vs the original's DCN formula written with
+MindSpore ops (its autodiff is the original's gradient), vs ops.deformable_conv2d with the offset transform of
+fidelity/README.md, and vs a float64 NumPy formula (forward and finite differences).
+"""
+
+import os
+import time
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor, nn, ops
+
+from src.custom_ops import DISABLE_ENV, DeformConv2dOriginal, MultiLevelRoIAlign, build, use_cpu_kernels
+
+STRIDES = (4, 8, 16, 32)
+OUT_SIZE = 7
+SAMPLE_NUM = 2
+FINEST_SCALE = 56
+IMG_H, IMG_W = 128, 192
+KERNEL = 3
+
+
+@pytest.fixture(autouse=True)
+def pynative():
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+    yield
+    ms.set_context(mode=mode)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RoIAlign references
+# ----------------------------------------------------------------------------------------------------------------
+class SelectRoIAlign(nn.Cell):
+    """The original extractor's computation: MindSpore ROIAlign on every level, then select each RoI's level."""
+
+    def __init__(self):
+        super().__init__()
+        self.align = [ops.ROIAlign(OUT_SIZE, OUT_SIZE, 1.0 / s, SAMPLE_NUM) for s in STRIDES]
+
+    def construct(self, rois, feats):
+        scale = ops.sqrt(rois[:, 3:4] - rois[:, 1:2] + 1) * ops.sqrt(rois[:, 4:5] - rois[:, 2:3] + 1)
+        level = ops.floor(ops.log(scale / FINEST_SCALE + 1e-6) / ops.log(ops.full_like(scale, 2)))
+        level = ops.clip(level.astype(ms.int32), 0, len(STRIDES) - 1).reshape(-1, 1, 1, 1)
+        res = ops.zeros((rois.shape[0], feats[0].shape[1], OUT_SIZE, OUT_SIZE), ms.float32)
+        for i in range(len(STRIDES)):
+            pooled = self.align[i](feats[i], rois)
+            res = ops.select(ops.broadcast_to(level == i, pooled.shape), pooled, res)
+        return res
+
+
+def np_level(roi):
+    f32 = np.float32
+    scale = np.sqrt(f32(roi[3] - roi[1]) + f32(1)) * np.sqrt(f32(roi[4] - roi[2]) + f32(1))
+    level = np.floor(np.log(scale / f32(FINEST_SCALE) + f32(1e-6)) / np.log(f32(2)))
+    return int(np.clip(level, 0, len(STRIDES) - 1))
+
+
+def np_taps(roi, level, height, width):
+    """MindSpore CPU ROIAlign (roi_end_mode 1) sample taps of one RoI: [(bin, flat index, weight / count)]."""
+    f32 = np.float32
+    scale = f32(1.0 / STRIDES[level])
+    start_w, start_h = f32(roi[1]) * scale, f32(roi[2]) * scale
+    bin_w = ((f32(roi[3]) + f32(1)) * scale - start_w) / f32(OUT_SIZE)
+    bin_h = ((f32(roi[4]) + f32(1)) * scale - start_h) / f32(OUT_SIZE)
+    taps = []
+    for ph in range(OUT_SIZE):
+        for pw in range(OUT_SIZE):
+            for iy in range(SAMPLE_NUM):
+                y = start_h + f32(ph) * bin_h + f32(iy + 0.5) * bin_h / f32(SAMPLE_NUM)
+                for ix in range(SAMPLE_NUM):
+                    x = start_w + f32(pw) * bin_w + f32(ix + 0.5) * bin_w / f32(SAMPLE_NUM)
+                    if y < -1 or y > height or x < -1 or x > width:
+                        continue
+                    yc, xc = max(y, f32(0)), max(x, f32(0))
+                    y0, x0 = int(np.floor(yc)), int(np.floor(xc))
+                    if y0 >= height - 1:
+                        y0 = y1 = height - 1
+                        yc = f32(y0)
+                    else:
+                        y1 = y0 + 1
+                    if x0 >= width - 1:
+                        x0 = x1 = width - 1
+                        xc = f32(x0)
+                    else:
+                        x1 = x0 + 1
+                    ly, lx = float(yc - y0), float(xc - x0)
+                    count = SAMPLE_NUM * SAMPLE_NUM
+                    for (yy, xx), w in (((y0, x0), (1 - ly) * (1 - lx)), ((y0, x1), (1 - ly) * lx),
+                                        ((y1, x0), ly * (1 - lx)), ((y1, x1), ly * lx)):
+                        taps.append((ph * OUT_SIZE + pw, yy * width + xx, w / count))
+    return taps
+
+
+def np_roi_align(rois, feats, dout=None):
+    """Forward (R, C, 7, 7) and, given dout, the gradients to the maps; float64. Skipped RoIs give zeros."""
+    channels = feats[0].shape[1]
+    out = np.zeros((len(rois), channels, OUT_SIZE * OUT_SIZE))
+    grads = [np.zeros(f.shape) for f in feats]
+    for r, roi in enumerate(rois):
+        if abs(roi[1]) < 1e-3 and abs(roi[3]) < 1e-3:
+            continue
+        level, batch = np_level(roi), int(roi[0])
+        _, _, height, width = feats[level].shape
+        plane = feats[level][batch].reshape(channels, -1).astype(np.float64)
+        for bin_index, index, weight in np_taps(roi, level, height, width):
+            out[r, :, bin_index] += weight * plane[:, index]
+            if dout is not None:
+                grads[level][batch].reshape(channels, -1)[:, index] += weight * dout[r, :, bin_index // OUT_SIZE,
+                                                                                        bin_index % OUT_SIZE]
+    return out.reshape(len(rois), channels, OUT_SIZE, OUT_SIZE), grads
+
+
+def make_rois(rng):
+    """RoIs on every level, at and beyond the image borders, tiny, degenerate, one skipped (x1 = x2 = 0)."""
+    rows = []
+    for side in (20, 60, 150, 200, 300, 420, 500, 900):  # levels 0, 0, 1, 1, 2, 2, 3, 3
+        for _ in range(3):
+            w, h = side * rng.uniform(0.6, 1.6), side * rng.uniform(0.6, 1.6)
+            cx, cy = rng.uniform(0, IMG_W), rng.uniform(0, IMG_H)
+            rows.append([rng.integers(0, 2), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+    rows += [
+        [0, 0.0, 0.0, IMG_W - 1, IMG_H - 1],  # whole image
+        [1, IMG_W - 12, IMG_H - 9, IMG_W - 1, IMG_H - 1],  # bottom-right corner
+        [1, -40, -30, 20, 15],  # mostly outside, top-left
+        [0, IMG_W - 5, 10, IMG_W + 60, 70],  # beyond the right border
+        [1, 33.3, 47.9, 33.5, 48.0],  # tiny
+        [0, 50.0, 60.0, 50.0, 60.0],  # zero size (1 px with the +1 end)
+        [0, 0.0, 10.0, 0.0, 40.0],  # x1 = x2 = 0: skipped by MindSpore's kernel
+        [1, 0.5, 0.0, 30.0, 0.0005],  # y1 = y2 ~ 0: not skipped
+    ]
+    return np.array(rows, dtype=np.float32)
+
+
+def make_feats(rng, channels=6):
+    return [rng.standard_normal((2, channels, IMG_H // s, IMG_W // s)).astype(np.float32) for s in STRIDES]
+
+
+def weighted_sum_grads(align, rois, feats, dout):
+    def loss(p2, p3, p4, p5):
+        return (align(Tensor(rois), (p2, p3, p4, p5)) * Tensor(dout)).sum()
+
+    grads = ms.grad(loss, grad_position=(0, 1, 2, 3))(*[Tensor(f) for f in feats])
+    return [g.asnumpy() for g in grads]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RoIAlign tests
+# ----------------------------------------------------------------------------------------------------------------
+def test_roi_levels_cover_all_four():
+    rois = make_rois(np.random.default_rng(0))
+    assert {np_level(roi) for roi in rois} == {0, 1, 2, 3}
+
+
+def test_roi_align_forward_matches_mindspore_and_numpy():
+    rng = np.random.default_rng(0)
+    rois, feats = make_rois(rng), make_feats(rng)
+    ours = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)(Tensor(rois), tuple(map(Tensor, feats)))
+    ours = ours.asnumpy()
+    ref_ms = SelectRoIAlign()(Tensor(rois), tuple(map(Tensor, feats))).asnumpy()
+    ref_np, _ = np_roi_align(rois, feats)
+    skipped = (np.abs(rois[:, 1]) < 1e-3) & (np.abs(rois[:, 3]) < 1e-3)
+    assert skipped.sum() == 1
+    # MindSpore leaves a skipped RoI's output unwritten; ours is zero there.
+    np.testing.assert_allclose(ours[~skipped], ref_ms[~skipped], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours, ref_np, rtol=1e-5, atol=1e-5)
+    assert np.all(ours[skipped] == 0)
+    assert np.abs(ours[~skipped]).sum(axis=(1, 2, 3)).min() > 0
+
+
+def test_roi_align_level_boundaries_match_mindspore():
+    # RoI scales straddling 112, 224 and 448 (finest_scale * 2, 4, 8), where float rounding picks the level.
+    sides = np.concatenate([np.linspace(b - 0.02, b + 0.02, 21) for b in (112, 224, 448)]) - 1
+    rois = np.array([[0, 3.0, 2.0, 3.0 + s, 2.0 + s] for s in sides], dtype=np.float32)
+    feats = make_feats(np.random.default_rng(1), channels=2)
+    ours = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)(Tensor(rois), tuple(map(Tensor, feats)))
+    ref_ms = SelectRoIAlign()(Tensor(rois), tuple(map(Tensor, feats)))
+    np.testing.assert_allclose(ours.asnumpy(), ref_ms.asnumpy(), rtol=0, atol=1e-6)
+    assert len({np_level(roi) for roi in rois}) == 4
+
+
+def test_roi_align_gradients_match_mindspore_and_numpy():
+    rng = np.random.default_rng(2)
+    rois, feats = make_rois(rng), make_feats(rng)
+    dout = rng.standard_normal((len(rois), feats[0].shape[1], OUT_SIZE, OUT_SIZE)).astype(np.float32)
+    ours = weighted_sum_grads(MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE), rois, feats, dout)
+    ref_ms = weighted_sum_grads(SelectRoIAlign(), rois, feats, dout)
+    _, ref_np = np_roi_align(rois, feats, dout)
+    for level in range(len(STRIDES)):
+        assert np.abs(ref_np[level]).max() > 0
+        np.testing.assert_allclose(ours[level], ref_ms[level], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ours[level], ref_np[level], rtol=1e-5, atol=1e-5)
+
+
+def test_roi_align_gradient_is_the_adjoint():
+    # The op is linear in the maps: L(f + v) - L(f - v) = 2 <dL/df, v> exactly (up to float rounding).
+    rng = np.random.default_rng(3)
+    rois, feats = make_rois(rng), make_feats(rng)
+    dout = rng.standard_normal((len(rois), feats[0].shape[1], OUT_SIZE, OUT_SIZE)).astype(np.float32)
+    align = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)
+    grads = weighted_sum_grads(align, rois, feats, dout)
+    direction = [rng.standard_normal(f.shape).astype(np.float32) for f in feats]
+
+    def loss(maps):
+        out = align(Tensor(rois), tuple(Tensor(m.astype(np.float32)) for m in maps)).asnumpy()
+        return float((out.astype(np.float64) * dout).sum())
+
+    plus = loss([f + d for f, d in zip(feats, direction, strict=True)])
+    minus = loss([f - d for f, d in zip(feats, direction, strict=True)])
+    expected = 2 * sum(float((g.astype(np.float64) * d).sum()) for g, d in zip(grads, direction, strict=True))
+    assert plus - minus == pytest.approx(expected, rel=1e-4)
+
+
+def test_roi_align_graph_mode_matches_pynative():
+    rng = np.random.default_rng(4)
+    rois, feats = make_rois(rng), make_feats(rng, channels=3)
+    dout = rng.standard_normal((len(rois), 3, OUT_SIZE, OUT_SIZE)).astype(np.float32)
+    align = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)
+    eager = weighted_sum_grads(align, rois, feats, dout)
+
+    class Step(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.align = align
+            self.grad = ops.GradOperation(get_all=True)
+
+        def loss(self, rois, dout, p2, p3, p4, p5):
+            return (self.align(rois, (p2, p3, p4, p5)) * dout).sum()
+
+        def construct(self, rois, dout, p2, p3, p4, p5):
+            return self.grad(self.loss)(rois, dout, p2, p3, p4, p5)
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    graph = Step()(Tensor(rois), Tensor(dout), *map(Tensor, feats))
+    for level in range(len(STRIDES)):
+        np.testing.assert_array_equal(graph[2 + level].asnumpy(), eager[level])
+
+
+def test_roi_align_rejects_bad_inputs():
+    align = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)
+    feats = tuple(Tensor(f) for f in make_feats(np.random.default_rng(5), channels=2))
+    with pytest.raises(ValueError, match=r"rois must have shape \(R, 5\)"):
+        align(Tensor(np.zeros((3, 4), np.float32)), feats)
+    with pytest.raises(TypeError, match="float32"):
+        align(Tensor(np.ones((1, 5), np.float16)), feats)
+    with pytest.raises(ValueError, match="expected 4 feature maps"):
+        align(Tensor(np.ones((1, 5), np.float32)), feats[:3])
+    with pytest.raises(RuntimeError):  # batch index 2 of a batch of 2 images
+        align(Tensor(np.array([[2, 1, 1, 9, 9]], np.float32)), feats).asnumpy()
+    with pytest.raises(ValueError, match="supports 4 levels"):
+        MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES[:3], FINEST_SCALE)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Deformable conv references
+# ----------------------------------------------------------------------------------------------------------------
+def base_grid(stride, out_h, out_w):
+    """Rows s*i + a and columns s*j + b of the original's sampling grid, each (K*K, Ho, Wo)."""
+    a = np.repeat(np.arange(KERNEL), KERNEL)[:, None, None]
+    b = np.tile(np.arange(KERNEL), KERNEL)[:, None, None]
+    rows = stride * np.arange(out_h)[None, :, None] + a + np.zeros((1, 1, out_w))
+    cols = stride * np.arange(out_w)[None, None, :] + b + np.zeros((1, out_h, 1))
+    return rows.astype(np.float32), cols.astype(np.float32)
+
+
+def original_dcn(x, offset_mask, weight, stride):
+    """The original DeformConv2d's formula in MindSpore ops (floor corners, clip, gathers); differentiable."""
+    n, c, h, w = x.shape
+    taps, out_h, out_w = offset_mask.shape[1] // 3, *offset_mask.shape[2:]
+    offsets, mask_logits = offset_mask[:, :2 * taps], offset_mask[:, 2 * taps:]
+    rows, cols = (Tensor(g) for g in base_grid(stride, out_h, out_w))
+    pos_r, pos_c = rows + offsets[:, :taps], cols + offsets[:, taps:]
+    low_r, low_c = ops.floor(pos_r).astype(ms.int32), ops.floor(pos_c).astype(ms.int32)
+    r0, r1 = low_r.clip(0, h - 1), (low_r + 1).clip(0, h - 1)
+    c0, c1 = low_c.clip(0, w - 1), (low_c + 1).clip(0, w - 1)
+    frac_r, frac_c = pos_r.clip(0, h - 1) - r0, pos_c.clip(0, w - 1) - c0
+    flat = x.reshape(n, c, h * w)
+
+    def gather(r, q):
+        index = r * w + q
+        return ops.stack([ops.gather(flat[b], index[b].reshape(-1), 1) for b in range(n)]).reshape(
+            n, c, taps, out_h, out_w)
+
+    def expand(t):
+        return t.expand_dims(1)
+
+    sample = (expand((1 - frac_r) * (1 - frac_c)) * gather(r0, c0) + expand(frac_r * frac_c) * gather(r1, c1)
+              + expand(frac_r * (1 - frac_c)) * gather(r1, c0) + expand((1 - frac_r) * frac_c) * gather(r0, c1))
+    col = (sample * expand(ops.sigmoid(mask_logits))).reshape(n, c * taps, out_h * out_w)
+    return ops.matmul(weight.reshape(weight.shape[0], -1), col).reshape(n, -1, out_h, out_w)
+
+
+def deformable_conv2d_op(x, offset_mask, weight, stride):
+    """ops.deformable_conv2d with the offset transform of fidelity/README.md."""
+    _, _, h, w = x.shape
+    taps, out_h, out_w = offset_mask.shape[1] // 3, *offset_mask.shape[2:]
+    offsets, mask_logits = offset_mask[:, :2 * taps], offset_mask[:, 2 * taps:]
+    rows, cols = (Tensor(g[None]) for g in base_grid(stride, out_h, out_w))
+    dy = (rows + offsets[:, :taps]).clip(0.0, h - 1.0) - rows + 1.0
+    dx = (cols + offsets[:, taps:]).clip(0.0, w - 1.0) - cols + 1.0
+    packed = ops.concat([dx, dy, ops.sigmoid(mask_logits)], axis=1)
+    return ops.deformable_conv2d(x, weight, packed, (KERNEL, KERNEL), (1, 1, stride, stride), (1, 1, 1, 1))
+
+
+def np_dcn(x, offset_mask, weight, stride):
+    """Float64 NumPy transcription of the closed form (ORIGINAL_NETWORK.md, dcn_v2.py)."""
+    x, offset_mask, weight = x.astype(np.float64), offset_mask.astype(np.float64), weight.astype(np.float64)
+    n, c, h, w = x.shape
+    taps, out_h, out_w = offset_mask.shape[1] // 3, *offset_mask.shape[2:]
+    offsets, mask = offset_mask[:, :2 * taps], 1 / (1 + np.exp(-offset_mask[:, 2 * taps:]))
+    rows, cols = base_grid(stride, out_h, out_w)
+    col = np.zeros((n, c, taps, out_h, out_w))
+    for b in range(n):
+        for k in range(taps):
+            r = np.clip(rows[k] + offsets[b, k], 0, h - 1)
+            q = np.clip(cols[k] + offsets[b, taps + k], 0, w - 1)
+            r0, q0 = np.floor(r).astype(int), np.floor(q).astype(int)
+            r1, q1 = np.minimum(r0 + 1, h - 1), np.minimum(q0 + 1, w - 1)
+            fr, fq = r - r0, q - q0
+            value = ((1 - fr) * (1 - fq) * x[b][:, r0, q0] + fr * fq * x[b][:, r1, q1]
+                     + fr * (1 - fq) * x[b][:, r1, q0] + (1 - fr) * fq * x[b][:, r0, q1])
+            col[b, :, k] = value * mask[b, k]
+    return np.einsum("ock,nckij->noij", weight.reshape(weight.shape[0], c, taps), col)
+
+
+def dcn_case(rng, stride, offset_scale, channels=5, height=9, width=11, out_channels=4, integer_offsets=False):
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    """x, offset_mask (N, 27, Ho, Wo) = [dy, dx, mask logits], weight, output cotangent."""
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    offsets = rng.standard_normal((2, 2 * KERNEL * KERNEL, out_h, out_w)) * offset_scale
+    if integer_offsets:
+        offsets = np.round(offsets)
+    mask_logits = rng.standard_normal((2, KERNEL * KERNEL, out_h, out_w))
+    return (rng.standard_normal((2, channels, height, width)).astype(np.float32),
+            np.concatenate([offsets, mask_logits], axis=1).astype(np.float32),
+            (rng.standard_normal((out_channels, channels, KERNEL, KERNEL)) / channels).astype(np.float32),
+            rng.standard_normal((2, out_channels, out_h, out_w)).astype(np.float32))
+
+
+def dcn_grads(fn, x, offset_mask, weight, dout):
+    def loss(*args):
+        return (fn(*args) * Tensor(dout)).sum()
+
+    grads = ms.grad(loss, grad_position=(0, 1, 2))(Tensor(x), Tensor(offset_mask), Tensor(weight))
+    return [g.asnumpy() for g in grads]
+
+
+# stride, offset scale (0: every sample on the grid, incl. the clip bounds; 20: most samples clipped), integer
+DCN_CASES = [(1, 0.0, False), (1, 1.5, False), (2, 1.5, False), (1, 20.0, False), (2, 2.0, True)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Deformable conv tests
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("stride,offset_scale,integer", DCN_CASES)
+def test_dcn_matches_the_original_formula_and_its_gradient(stride, offset_scale, integer):
+    rng = np.random.default_rng(10 + stride)
+    x, offset_mask, weight, dout = dcn_case(rng, stride, offset_scale, integer_offsets=integer)
+    dcn = DeformConv2dOriginal(stride)
+    ours = dcn(Tensor(x), Tensor(offset_mask), Tensor(weight)).asnumpy()
+    np.testing.assert_allclose(ours, np_dcn(x, offset_mask, weight, stride), rtol=1e-5, atol=1e-5)
+
+    def original(*args):
+        return original_dcn(*args, stride)
+
+    ours_g = dcn_grads(dcn, x, offset_mask, weight, dout)
+    ref_g = dcn_grads(original, x, offset_mask, weight, dout)
+    for name, a, b in zip(("x", "offset_mask", "weight"), ours_g, ref_g, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+    if offset_scale == 0:  # on the grid: taps at row/column 0 sit on the clip bound and still get a gradient
+        assert np.abs(ours_g[1][:, 0, 0, :]).max() > 0
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dcn_matches_mindspore_deformable_conv2d(stride):
+    rng = np.random.default_rng(20 + stride)
+    x, offset_mask, weight, dout = dcn_case(rng, stride, 1.7, channels=35, out_channels=6)
+
+    def reference(*args):
+        return deformable_conv2d_op(*args, stride)
+
+    dcn = DeformConv2dOriginal(stride)
+    args = (Tensor(x), Tensor(offset_mask), Tensor(weight))
+    np.testing.assert_allclose(dcn(*args).asnumpy(), reference(*args).asnumpy(), rtol=1e-4, atol=1e-4)
+    ours_g = dcn_grads(dcn, x, offset_mask, weight, dout)
+    ref_g = dcn_grads(reference, x, offset_mask, weight, dout)
+    for name, a, b in zip(("x", "offset_mask", "weight"), ours_g, ref_g, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_dcn_gradient_finite_differences():
+    rng = np.random.default_rng(30)
+    stride = 1
+    x, offset_mask, weight, dout = dcn_case(rng, stride, 1.2)
+    grad_x, grad_offset_mask, _ = dcn_grads(DeformConv2dOriginal(stride), x, offset_mask, weight, dout)
+    rows, cols = base_grid(stride, *offset_mask.shape[2:])
+    taps = KERNEL * KERNEL
+    pos = np.concatenate([rows[None] + offset_mask[:, :taps], cols[None] + offset_mask[:, taps:2 * taps]], axis=1)
+    limit = np.array([x.shape[2] - 1] * taps + [x.shape[3] - 1] * taps)[None, :, None, None]
+    frac = pos - np.floor(pos)
+    smooth = (pos > 0.05) & (pos < limit - 0.05) & (frac > 0.05) & (frac < 0.95)  # away from kinks
+    eps = 1e-3
+
+    def loss(x_, offset_mask_):
+        return float((np_dcn(x_, offset_mask_, weight, stride) * dout).sum())
+
+    offset_points = [tuple(i) for i in np.argwhere(smooth)[rng.choice(smooth.sum(), 6, replace=False)]]
+    mask_points = [(0, 2 * taps + 2, 1, 3), (1, 2 * taps + 5, 8, 10)]
+    for index in offset_points + mask_points:
+        step = np.zeros(offset_mask.shape)
+        step[index] = eps
+        numeric = (loss(x, offset_mask + step) - loss(x, offset_mask - step)) / (2 * eps)
+        assert grad_offset_mask[index] == pytest.approx(numeric, rel=2e-3, abs=2e-4)
+    for index in [(0, 1, 0, 0), (1, 4, 8, 10), (0, 3, 4, 5)]:
+        step = np.zeros(x.shape)
+        step[index] = eps
+        numeric = (loss(x + step, offset_mask) - loss(x - step, offset_mask)) / (2 * eps)
+        assert grad_x[index] == pytest.approx(numeric, rel=2e-3, abs=2e-4)
+
+
+def test_dcn_graph_mode_matches_pynative():
+    rng = np.random.default_rng(40)
+    stride = 2
+    x, offset_mask, weight, dout = dcn_case(rng, stride, 1.5, channels=19)
+    dcn = DeformConv2dOriginal(stride)
+    eager = dcn_grads(dcn, x, offset_mask, weight, dout)
+
+    class Step(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.dcn = dcn
+            self.grad = ops.GradOperation(get_all=True)
+
+        def loss(self, x, offset_mask, weight, dout):
+            return (self.dcn(x, offset_mask, weight) * dout).sum()
+
+        def construct(self, x, offset_mask, weight, dout):
+            return self.grad(self.loss)(x, offset_mask, weight, dout)
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    graph = Step()(*map(Tensor, (x, offset_mask, weight, dout)))
+    for a, b in zip(graph[:3], eager, strict=True):
+        np.testing.assert_allclose(a.asnumpy(), b, rtol=1e-6, atol=1e-6)
+
+
+def test_dcn_rejects_bad_inputs():
+    dcn = DeformConv2dOriginal(1)
+    x = Tensor(np.zeros((1, 3, 5, 5), np.float32))
+    weight = Tensor(np.zeros((2, 3, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="offset_mask"):
+        dcn(x, Tensor(np.zeros((1, 18, 5, 5), np.float32)), weight)
+    with pytest.raises(TypeError, match="float32"):
+        dcn(x, Tensor(np.zeros((1, 27, 5, 5), np.float16)), weight)
+    with pytest.raises(ValueError, match="stride"):
+        DeformConv2dOriginal(0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Build cache
+# ----------------------------------------------------------------------------------------------------------------
+def test_build_caches_by_source_and_reports_missing_compiler(tmp_path, monkeypatch):
+    source_dir, build_dir = tmp_path / "src", tmp_path / "build"
+    source_dir.mkdir()
+    source = source_dir / "probe.cc"
+    source.write_text('extern "C" int Probe() { return 1; }\n')
+    monkeypatch.setattr(build, "SOURCE_DIR", source_dir)
+    monkeypatch.setattr(build, "BUILD_DIR", build_dir)
+    monkeypatch.setattr(build, "_built", {})
+    first = build.library_path("probe")
+    assert first.exists() and first.parent == build_dir
+    stamp = first.stat().st_mtime_ns
+    build._built.clear()
+    time.sleep(0.01)
+    assert build.library_path("probe") == first and first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    source.write_text('extern "C" int Probe() { return 2; }\n')
+    build._built.clear()
+    second = build.library_path("probe")
+    assert second != first and second.exists()
+    assert os.listdir(build_dir) == [second.name]  # the stale build is gone, no temporary file is left
+
+    source.write_text("this is not C++\n")
+    build._built.clear()
+    with pytest.raises(RuntimeError, match="Compiling .*probe.cc failed"):
+        build.library_path("probe")
+    assert os.listdir(build_dir) == [second.name]
+
+    monkeypatch.setattr(build, "COMPILER", "g++-that-does-not-exist")
+    build._built.clear()
+    with pytest.raises(RuntimeError, match="g\\+\\+-that-does-not-exist"):
+        build.library_path("probe")
+
+
+def test_use_cpu_kernels_follows_device_and_switch(monkeypatch):
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    assert use_cpu_kernels()
+    monkeypatch.setenv(DISABLE_ENV, "0")
+    assert not use_cpu_kernels()
