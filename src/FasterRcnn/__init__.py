@@ -1,0 +1,4 @@
+"""Faster R-CNN-DCN (ResNet-50 with modulated deformable convolutions in layer2-4, FPN), MindSpore."""
+from src.FasterRcnn.faster_rcnn_resnet50 import FasterRcnnInfer, FasterRcnnResnet50
+
+__all__ = ["FasterRcnnInfer", "FasterRcnnResnet50"]

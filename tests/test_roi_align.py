@@ -1,0 +1,165 @@
+"""SingleRoIExtractor: the level mapping on crafted RoIs, ROIAlign against a NumPy implementation of its
+documented semantics, and the one-level-per-RoI computation against the original's all-levels-then-select."""
+import math
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_v", "3")
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor, ops  # noqa: E402
+
+from src.custom_ops import DISABLE_ENV  # noqa: E402
+from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels  # noqa: E402
+
+ROI_LAYER = SimpleNamespace(out_size=7, sample_num=2)
+STRIDES = [4, 8, 16, 32]
+FINEST_SCALE = 56
+
+
+@pytest.fixture(autouse=True, params=["1", "0"], ids=["cpu_kernel", "ms_ops"])
+def pynative(request, monkeypatch):
+    """Every test runs with the C++ kernel (the CPU default) and with MindSpore's ROIAlign."""
+    monkeypatch.setenv(DISABLE_ENV, request.param)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def square_roi(side: float, x1: float = 10.0, y1: float = 20.0) -> list:
+    """A RoI whose legacy size (x2 - x1 + 1) is `side` in both directions."""
+    return [0.0, x1, y1, x1 + side - 1.0, y1 + side - 1.0]
+
+
+@pytest.mark.parametrize("side, level", [
+    (1, 0), (50, 0), (111, 0), (111.9, 0),   # sqrt(area) < 2 * 56 -> P2
+    (112, 1), (200, 1), (223, 1),            # [112, 224) -> P3
+    (224, 2), (447, 2),                      # [224, 448) -> P4
+    (448, 3), (1000, 3), (5000, 3),          # >= 448 -> P5 (clamped)
+])
+def test_level_of_square_rois(side, level):
+    rois = Tensor(np.array([square_roi(side)], np.float32))
+    assert roi_levels(rois, FINEST_SCALE, 4).asnumpy().tolist() == [level]
+
+
+def test_level_uses_sqrt_of_legacy_area_of_non_square_rois():
+    # 56 x 224: sqrt(56 * 224) = 112 -> level 1, although neither side alone says so; 55 x 224 -> 111 -> level 0.
+    rois = np.array([[0, 0, 0, 55, 223], [0, 0, 0, 54, 223], [1, 5, 5, 5 + 895, 5 + 223]], np.float32)
+    expected = [1, 0, 3]  # the last: sqrt(896 * 224) = 448
+    assert roi_levels(Tensor(rois), FINEST_SCALE, 4).asnumpy().tolist() == expected
+
+
+def numpy_roi_align(feat: np.ndarray, roi: np.ndarray, scale: float, out: int, samples: int) -> np.ndarray:
+    """ROIAlign as MindSpore documents it for roi_end_mode=1 (one RoI -> (C, out, out))."""
+    _, height, width = feat.shape
+    start_x, start_y = roi[1] * scale, roi[2] * scale
+    bin_w = ((roi[3] + 1) * scale - start_x) / out
+    bin_h = ((roi[4] + 1) * scale - start_y) / out
+    batch = int(round(roi[0]))
+    result = np.zeros((feat.shape[0], out, out))
+
+    def bilinear(y, x):
+        if y < -1 or y > height or x < -1 or x > width:
+            return 0.0
+        y, x = max(y, 0.0), max(x, 0.0)
+        y0, x0 = int(math.floor(y)), int(math.floor(x))
+        if y0 >= height - 1:
+            y0 = y1 = height - 1
+            y = float(y0)
+        else:
+            y1 = y0 + 1
+        if x0 >= width - 1:
+            x0 = x1 = width - 1
+            x = float(x0)
+        else:
+            x1 = x0 + 1
+        ly, lx = y - y0, x - x0
+        return ((1 - ly) * (1 - lx) * feat[:, y0, x0] + (1 - ly) * lx * feat[:, y0, x1]
+                + ly * (1 - lx) * feat[:, y1, x0] + ly * lx * feat[:, y1, x1])
+
+    assert batch == 0, "the reference takes one image"
+    for ph in range(out):
+        for pw in range(out):
+            acc = 0.0
+            for iy in range(samples):
+                y = start_y + ph * bin_h + (iy + 0.5) * bin_h / samples
+                for ix in range(samples):
+                    x = start_x + pw * bin_w + (ix + 0.5) * bin_w / samples
+                    acc = acc + bilinear(y, x)
+            result[:, ph, pw] = acc / samples ** 2
+    return result
+
+
+def random_maps(rng, batch, channels, height, width):
+    return [rng.standard_normal((batch, channels, height // s, width // s)).astype(np.float32) for s in STRIDES]
+
+
+def test_extractor_matches_numpy_roi_align_per_level():
+    rng = np.random.default_rng(0)
+    height, width, channels = 96, 128, 3
+    maps = random_maps(rng, 1, channels, height, width)
+    rois = np.array([
+        [0, 3.5, 7.25, 40.0, 30.0],      # small, fractional: P2
+        [0, 0.0, 0.0, 150.0, 100.0],     # P3, reaches past the map's right edge
+        [0, -20.0, 10.0, 300.0, 250.0],  # P4, partly outside the map on every side
+        [0, 0.0, 5.0, 600.0, 500.0],     # P5
+        [0, 60.0, 50.0, 60.0, 50.0],     # a single pixel (1 x 1 legacy size): P2
+    ], np.float32)
+    extractor = SingleRoIExtractor(ROI_LAYER, channels, STRIDES, FINEST_SCALE)
+    got = extractor(Tensor(rois), *[Tensor(m) for m in maps]).asnumpy()
+    assert got.shape == (len(rois), channels, 7, 7)
+    levels = roi_levels(Tensor(rois), FINEST_SCALE, 4).asnumpy()
+    assert levels.tolist() == [0, 1, 2, 3, 0]
+    for r, roi in enumerate(rois):
+        expected = numpy_roi_align(maps[levels[r]][0].astype(np.float64), roi, 1.0 / STRIDES[levels[r]], 7, 2)
+        np.testing.assert_allclose(got[r], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_skipped_roi_gives_zeros():
+    rng = np.random.default_rng(1)
+    maps = random_maps(rng, 1, 2, 64, 64)
+    # ops.ROIAlign skips a box with x1 = x2 = 0 (left unwritten); one with y1 = y2 = 0 is pooled as usual.
+    rois = np.array([[0, 0.0, 5.0, 0.0, 30.0], [0, 5.0, 0.0, 30.0, 0.0]], np.float32)
+    extractor = SingleRoIExtractor(ROI_LAYER, 2, STRIDES, FINEST_SCALE)
+    got = extractor(Tensor(rois), *[Tensor(m) for m in maps]).asnumpy()
+    np.testing.assert_array_equal(got[0], 0.0)
+    expected = numpy_roi_align(maps[0][0].astype(np.float64), rois[1], 1.0 / STRIDES[0], 7, 2)
+    np.testing.assert_allclose(got[1], expected, rtol=1e-5, atol=1e-5)
+
+
+def all_levels_then_select(rois, maps):
+    """The original's way: every RoI pooled on every level, one level's result kept per RoI."""
+    levels = roi_levels(rois, FINEST_SCALE, len(STRIDES))
+    out = ops.zeros((rois.shape[0], maps[0].shape[1], 7, 7), ms.float32)
+    for level, stride in enumerate(STRIDES):
+        pooled = ops.ROIAlign(7, 7, 1.0 / stride, 2)(maps[level], rois)
+        out = ops.where((levels == level).reshape(-1, 1, 1, 1), pooled, out)
+    return out
+
+
+def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward():
+    rng = np.random.default_rng(2)
+    batch, channels, height, width = 2, 4, 128, 192
+    maps = [Tensor(m) for m in random_maps(rng, batch, channels, height, width)]
+    num = 64
+    x1 = rng.uniform(-10, width, num)
+    y1 = rng.uniform(1, height, num)
+    size = np.exp(rng.uniform(np.log(4), np.log(900), (num, 2)))
+    rois = np.stack([rng.integers(0, batch, num), x1, y1, x1 + size[:, 0], y1 + size[:, 1]], 1).astype(np.float32)
+    rois = Tensor(rois)
+    assert len(set(roi_levels(rois, FINEST_SCALE, 4).asnumpy().tolist())) == 4
+    weights = Tensor(rng.standard_normal((num, channels, 7, 7)).astype(np.float32))
+    extractor = SingleRoIExtractor(ROI_LAYER, channels, STRIDES, FINEST_SCALE)
+
+    def ours(*feats):
+        return (extractor(rois, *feats) * weights).sum()
+
+    def original(*feats):
+        return (all_levels_then_select(rois, feats) * weights).sum()
+
+    np.testing.assert_array_equal(extractor(rois, *maps).asnumpy(), all_levels_then_select(rois, maps).asnumpy())
+    grads_ours = ms.grad(ours, grad_position=(0, 1, 2, 3))(*maps)
+    grads_original = ms.grad(original, grad_position=(0, 1, 2, 3))(*maps)
+    for ours_l, original_l in zip(grads_ours, grads_original, strict=True):
+        assert np.abs(original_l.asnumpy()).sum() > 0
+        np.testing.assert_allclose(ours_l.asnumpy(), original_l.asnumpy(), rtol=0, atol=1e-6)
