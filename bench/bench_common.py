@@ -1,14 +1,94 @@
-"""Shared pieces of the network benchmarks: peak RSS, a printed table, the profiler's top operator types."""
+"""Shared pieces of the benchmarks: the whole-network benchmarks' options, timing and reference weights, peak
+RSS, a printed table, the profiler's top operator types."""
 from __future__ import annotations
 
+import argparse
 import csv
 import glob
 import os
 import resource
 import tempfile
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+from tests.reference_ckpt import reference_params
 
 TOP_OPS = 10  # operator types listed by --profile
+NETWORK_IMG_HEIGHT, NETWORK_IMG_WIDTH = 768, 1280  # default image size of the whole-network benchmarks
+
+
+def network_bench_parser(description: str, batch_size: int, unit: str) -> argparse.ArgumentParser:
+    """Options of the whole-network benchmarks (image size, batch, timed/untimed `unit`s such as "call" or "step",
+    mode, --profile); parse them with `parse_network_bench_args`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--img_height", type=int, default=NETWORK_IMG_HEIGHT)
+    parser.add_argument("--img_width", type=int, default=NETWORK_IMG_WIDTH)
+    parser.add_argument("--batch_size", type=int, default=batch_size)
+    parser.add_argument("--steps", type=int, default=3, help=f"timed {unit}s (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help=f"untimed {unit}s after the first (compiling) one")
+    parser.add_argument("--mode", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
+    parser.add_argument("--profile", action="store_true", help=f"print the {TOP_OPS} most expensive operator types")
+    return parser
+
+
+def parse_network_bench_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line, check --steps and set the MindSpore context (CPU, --mode)."""
+    args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    ms.set_context(mode=ms.GRAPH_MODE if args.mode == "GRAPH" else ms.PYNATIVE_MODE, device_target="CPU")
+    return args
+
+
+def load_reference_weights(net: nn.Cell, prefix: str = "") -> None:
+    """Load the fidelity fixture's reference weights (tests/reference_ckpt.py) strictly, names prefixed."""
+    params = {prefix + k: Parameter(Tensor(v), name=prefix + k) for k, v in reference_params().items()}
+    not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
+    if not_loaded:
+        raise RuntimeError(f"reference weights missing for {not_loaded[:5]}")
+
+
+@dataclass
+class Timing:
+    """Seconds of the first (compiling) call and of each timed call."""
+
+    first_s: float
+    times: list[float]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.times))
+
+    @property
+    def compile_s(self) -> float:
+        """Compile time estimate: the first call minus the median call (not below 0)."""
+        return max(self.first_s - self.median, 0.0)
+
+    def rows(self, unit: str) -> list[tuple[str, str]]:
+        """Table rows: compile time, median and every timed `unit` ("call", "step")."""
+        return [(f"compile (first {unit} - median)", f"{self.compile_s:.1f} s"),
+                (f"{unit} (median of {len(self.times)})", f"{self.median:.2f} s"),
+                (f"{unit}s (all)", " ".join(f"{t:.2f}" for t in self.times))]
+
+
+def time_calls(run_once: Callable[[], object], warmup: int, steps: int) -> Timing:
+    """Time one first call, then `warmup` untimed calls, then `steps` timed calls (run_once must synchronise)."""
+    start = time.perf_counter()
+    run_once()
+    first_s = time.perf_counter() - start
+    for _ in range(warmup):
+        run_once()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        run_once()
+        times.append(time.perf_counter() - start)
+    return Timing(first_s, times)
 
 
 def peak_rss_mb() -> float:
@@ -27,8 +107,6 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
 
 def profile_top_ops(run_once: Callable[[], object], top: int = TOP_OPS) -> None:
     """Run `run_once` under the MindSpore profiler and print the `top` operator types by total time."""
-    import mindspore as ms  # noqa: PLC0415 (only needed with --profile)
-
     out_dir = tempfile.mkdtemp(prefix="ms_profile_")
     profiler = ms.Profiler(output_path=out_dir)
     run_once()

@@ -11,22 +11,26 @@ Reported: graph compile time (first step minus the median step), median s/step o
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import time
 
-import mindspore as ms
 import numpy as np
-from mindspore import Parameter, Tensor, nn
+from mindspore import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.bench_common import peak_rss_mb, print_table, profile_top_ops  # noqa: E402
+from bench.bench_common import (  # noqa: E402
+    load_reference_weights,
+    network_bench_parser,
+    parse_network_bench_args,
+    peak_rss_mb,
+    print_table,
+    profile_top_ops,
+    time_calls,
+)
 from src.FasterRcnn import FasterRcnnResnet50  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
-from tests.reference_ckpt import reference_params  # noqa: E402
 
 GTS_PER_IMAGE = 4  # valid gt boxes in each synthetic image
 GT_MIN_SIDE, GT_MAX_SIDE_FRACTION = 32, 0.5  # gt box sides in pixels / as a fraction of the image side
@@ -51,27 +55,8 @@ def synthetic_batch(cfg, rng):
     return tuple(Tensor(a) for a in (img, metas, boxes, labels, valids))
 
 
-def load_reference_weights(net: nn.Cell, prefix: str = "") -> None:
-    params = {prefix + k: Parameter(Tensor(v), name=prefix + k) for k, v in reference_params().items()}
-    not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
-    if not_loaded:
-        raise RuntimeError(f"reference weights missing for {not_loaded[:5]}")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--img_height", type=int, default=768)
-    parser.add_argument("--img_width", type=int, default=1280)
-    parser.add_argument("--batch_size", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first (compiling) one")
-    parser.add_argument("--mode", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
-    parser.add_argument("--profile", action="store_true", help="print the 10 most expensive operator types")
-    args = parser.parse_args()
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-
-    ms.set_context(mode=ms.GRAPH_MODE if args.mode == "GRAPH" else ms.PYNATIVE_MODE, device_target="CPU")
+    args = parse_network_bench_args(network_bench_parser(__doc__, batch_size=2, unit="step"))
     cfg = get_config([], img_height=args.img_height, img_width=args.img_width, batch_size=args.batch_size)
     net = FasterRcnnResnet50(cfg)
     load_reference_weights(net)
@@ -81,34 +66,23 @@ def main() -> None:
     step = TrainOneStepCell(WithLossCell(net, LossNet()), optimizer, sens=cfg.loss_scale)
     step.set_train(True)
     batch = synthetic_batch(cfg, np.random.default_rng(0))
+    losses = []
 
-    start = time.perf_counter()
-    loss, _ = step(*batch)
-    loss.asnumpy()
-    first_s = time.perf_counter() - start
-    for _ in range(args.warmup):
-        step(*batch)[0].asnumpy()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        loss, _ = step(*batch)
-        loss.asnumpy()
-        times.append(time.perf_counter() - start)
-    median = float(np.median(times))
-    compile_s = max(first_s - median, 0.0)
+    def run_once():
+        losses.append(float(step(*batch)[0].asnumpy()))
+
+    timing = time_calls(run_once, args.warmup, args.steps)
     rss = peak_rss_mb()
     print_table(f"train step, {args.mode}, {args.img_height}x{args.img_width}, batch {args.batch_size}", [
-        ("compile (first step - median)", f"{compile_s:.1f} s"),
-        (f"step (median of {args.steps})", f"{median:.2f} s"),
-        ("steps (all)", " ".join(f"{t:.2f}" for t in times)),
-        ("images/s", f"{args.batch_size / median:.3f}"),
-        ("last loss", f"{float(loss.asnumpy()):.4f}"),
+        *timing.rows("step"),
+        ("images/s", f"{args.batch_size / timing.median:.3f}"),
+        ("last loss", f"{losses[-1]:.4f}"),
         ("peak RSS", f"{rss:.0f} MB"),
     ])
     if args.profile:
-        profile_top_ops(lambda: step(*batch)[0].asnumpy())
+        profile_top_ops(run_once)
     print(json.dumps({"bench": "train", "img": [args.img_height, args.img_width], "batch": args.batch_size,
-                      "compile_s": round(compile_s, 2), "step_s_median": round(median, 3),
+                      "compile_s": round(timing.compile_s, 2), "step_s_median": round(timing.median, 3),
                       "peak_rss_mb": round(rss)}))
 
 

@@ -1,9 +1,10 @@
 """CPU custom kernels (src/custom_ops) against MindSpore's own ops and NumPy transcriptions of the formulas.
 
 References: MultiLevelRoIAlign vs the original's way (ops.ROIAlign on all four levels + per-RoI select) and vs a
-NumPy RoIAlign with MindSpore's CPU rules; DeformConv2dOriginal vs the original's DCN formula written with
-MindSpore ops (its autodiff is the original's gradient), vs ops.deformable_conv2d with the offset transform of
-fidelity/README.md, and vs a float64 NumPy formula (forward and finite differences).
+NumPy RoIAlign with MindSpore's CPU rules (both in tests/roi_align_reference.py); DeformConv2dOriginal vs the
+original's DCN formula written with MindSpore ops (its autodiff is the original's gradient), vs
+ops.deformable_conv2d with the offset transform of fidelity/README.md, and vs a float64 NumPy formula (forward and
+finite differences).
 """
 
 import os
@@ -12,9 +13,11 @@ import time
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, ops
 
 from src.custom_ops import DISABLE_ENV, DeformConv2dOriginal, MultiLevelRoIAlign, build, use_cpu_kernels
+from tests.grad_steps import DcnGradStep, RoIAlignGradStep
+from tests.roi_align_reference import AllLevelsThenSelect, multi_level_roi_align, roi_level
 
 STRIDES = (4, 8, 16, 32)
 OUT_SIZE = 7
@@ -33,86 +36,18 @@ def pynative():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# RoIAlign references
+# RoIAlign references (tests/roi_align_reference.py)
 # ----------------------------------------------------------------------------------------------------------------
-class SelectRoIAlign(nn.Cell):
-    """The original extractor's computation: MindSpore ROIAlign on every level, then select each RoI's level."""
-
-    def __init__(self):
-        super().__init__()
-        self.align = [ops.ROIAlign(OUT_SIZE, OUT_SIZE, 1.0 / s, SAMPLE_NUM) for s in STRIDES]
-
-    def construct(self, rois, feats):
-        scale = ops.sqrt(rois[:, 3:4] - rois[:, 1:2] + 1) * ops.sqrt(rois[:, 4:5] - rois[:, 2:3] + 1)
-        level = ops.floor(ops.log(scale / FINEST_SCALE + 1e-6) / ops.log(ops.full_like(scale, 2)))
-        level = ops.clip(level.astype(ms.int32), 0, len(STRIDES) - 1).reshape(-1, 1, 1, 1)
-        res = ops.zeros((rois.shape[0], feats[0].shape[1], OUT_SIZE, OUT_SIZE), ms.float32)
-        for i in range(len(STRIDES)):
-            pooled = self.align[i](feats[i], rois)
-            res = ops.select(ops.broadcast_to(level == i, pooled.shape), pooled, res)
-        return res
-
-
 def np_level(roi):
-    f32 = np.float32
-    scale = np.sqrt(f32(roi[3] - roi[1]) + f32(1)) * np.sqrt(f32(roi[4] - roi[2]) + f32(1))
-    level = np.floor(np.log(scale / f32(FINEST_SCALE) + f32(1e-6)) / np.log(f32(2)))
-    return int(np.clip(level, 0, len(STRIDES) - 1))
-
-
-def np_taps(roi, level, height, width):
-    """MindSpore CPU ROIAlign (roi_end_mode 1) sample taps of one RoI: [(bin, flat index, weight / count)]."""
-    f32 = np.float32
-    scale = f32(1.0 / STRIDES[level])
-    start_w, start_h = f32(roi[1]) * scale, f32(roi[2]) * scale
-    bin_w = ((f32(roi[3]) + f32(1)) * scale - start_w) / f32(OUT_SIZE)
-    bin_h = ((f32(roi[4]) + f32(1)) * scale - start_h) / f32(OUT_SIZE)
-    taps = []
-    for ph in range(OUT_SIZE):
-        for pw in range(OUT_SIZE):
-            for iy in range(SAMPLE_NUM):
-                y = start_h + f32(ph) * bin_h + f32(iy + 0.5) * bin_h / f32(SAMPLE_NUM)
-                for ix in range(SAMPLE_NUM):
-                    x = start_w + f32(pw) * bin_w + f32(ix + 0.5) * bin_w / f32(SAMPLE_NUM)
-                    if y < -1 or y > height or x < -1 or x > width:
-                        continue
-                    yc, xc = max(y, f32(0)), max(x, f32(0))
-                    y0, x0 = int(np.floor(yc)), int(np.floor(xc))
-                    if y0 >= height - 1:
-                        y0 = y1 = height - 1
-                        yc = f32(y0)
-                    else:
-                        y1 = y0 + 1
-                    if x0 >= width - 1:
-                        x0 = x1 = width - 1
-                        xc = f32(x0)
-                    else:
-                        x1 = x0 + 1
-                    ly, lx = float(yc - y0), float(xc - x0)
-                    count = SAMPLE_NUM * SAMPLE_NUM
-                    for (yy, xx), w in (((y0, x0), (1 - ly) * (1 - lx)), ((y0, x1), (1 - ly) * lx),
-                                        ((y1, x0), ly * (1 - lx)), ((y1, x1), ly * lx)):
-                        taps.append((ph * OUT_SIZE + pw, yy * width + xx, w / count))
-    return taps
+    return roi_level(roi, FINEST_SCALE, len(STRIDES))
 
 
 def np_roi_align(rois, feats, dout=None):
-    """Forward (R, C, 7, 7) and, given dout, the gradients to the maps; float64. Skipped RoIs give zeros."""
-    channels = feats[0].shape[1]
-    out = np.zeros((len(rois), channels, OUT_SIZE * OUT_SIZE))
-    grads = [np.zeros(f.shape) for f in feats]
-    for r, roi in enumerate(rois):
-        if abs(roi[1]) < 1e-3 and abs(roi[3]) < 1e-3:
-            continue
-        level, batch = np_level(roi), int(roi[0])
-        _, _, height, width = feats[level].shape
-        plane = feats[level][batch].reshape(channels, -1).astype(np.float64)
-        for bin_index, index, weight in np_taps(roi, level, height, width):
-            out[r, :, bin_index] += weight * plane[:, index]
-            if dout is not None:
-                grads[level][batch].reshape(channels, -1)[:, index] += weight * dout[r, :, bin_index // OUT_SIZE,
-                                                                                        bin_index % OUT_SIZE]
-    return out.reshape(len(rois), channels, OUT_SIZE, OUT_SIZE), grads
+    return multi_level_roi_align(rois, feats, STRIDES, OUT_SIZE, SAMPLE_NUM, FINEST_SCALE, dout)
+
+
+def select_roi_align():
+    return AllLevelsThenSelect(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)
 
 
 def make_rois(rng):
@@ -161,7 +96,7 @@ def test_roi_align_forward_matches_mindspore_and_numpy():
     rois, feats = make_rois(rng), make_feats(rng)
     ours = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)(Tensor(rois), tuple(map(Tensor, feats)))
     ours = ours.asnumpy()
-    ref_ms = SelectRoIAlign()(Tensor(rois), tuple(map(Tensor, feats))).asnumpy()
+    ref_ms = select_roi_align()(Tensor(rois), tuple(map(Tensor, feats))).asnumpy()
     ref_np, _ = np_roi_align(rois, feats)
     skipped = (np.abs(rois[:, 1]) < 1e-3) & (np.abs(rois[:, 3]) < 1e-3)
     assert skipped.sum() == 1
@@ -178,7 +113,7 @@ def test_roi_align_level_boundaries_match_mindspore():
     rois = np.array([[0, 3.0, 2.0, 3.0 + s, 2.0 + s] for s in sides], dtype=np.float32)
     feats = make_feats(np.random.default_rng(1), channels=2)
     ours = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)(Tensor(rois), tuple(map(Tensor, feats)))
-    ref_ms = SelectRoIAlign()(Tensor(rois), tuple(map(Tensor, feats)))
+    ref_ms = select_roi_align()(Tensor(rois), tuple(map(Tensor, feats)))
     np.testing.assert_allclose(ours.asnumpy(), ref_ms.asnumpy(), rtol=0, atol=1e-6)
     assert len({np_level(roi) for roi in rois}) == 4
 
@@ -188,7 +123,7 @@ def test_roi_align_gradients_match_mindspore_and_numpy():
     rois, feats = make_rois(rng), make_feats(rng)
     dout = rng.standard_normal((len(rois), feats[0].shape[1], OUT_SIZE, OUT_SIZE)).astype(np.float32)
     ours = weighted_sum_grads(MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE), rois, feats, dout)
-    ref_ms = weighted_sum_grads(SelectRoIAlign(), rois, feats, dout)
+    ref_ms = weighted_sum_grads(select_roi_align(), rois, feats, dout)
     _, ref_np = np_roi_align(rois, feats, dout)
     for level in range(len(STRIDES)):
         assert np.abs(ref_np[level]).max() > 0
@@ -221,21 +156,8 @@ def test_roi_align_graph_mode_matches_pynative():
     dout = rng.standard_normal((len(rois), 3, OUT_SIZE, OUT_SIZE)).astype(np.float32)
     align = MultiLevelRoIAlign(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)
     eager = weighted_sum_grads(align, rois, feats, dout)
-
-    class Step(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.align = align
-            self.grad = ops.GradOperation(get_all=True)
-
-        def loss(self, rois, dout, p2, p3, p4, p5):
-            return (self.align(rois, (p2, p3, p4, p5)) * dout).sum()
-
-        def construct(self, rois, dout, p2, p3, p4, p5):
-            return self.grad(self.loss)(rois, dout, p2, p3, p4, p5)
-
     ms.set_context(mode=ms.GRAPH_MODE)
-    graph = Step()(Tensor(rois), Tensor(dout), *map(Tensor, feats))
+    graph = RoIAlignGradStep(align)(Tensor(rois), Tensor(dout), *map(Tensor, feats))
     for level in range(len(STRIDES)):
         np.testing.assert_array_equal(graph[2 + level].asnumpy(), eager[level])
 
@@ -428,21 +350,8 @@ def test_dcn_graph_mode_matches_pynative():
     x, offset_mask, weight, dout = dcn_case(rng, stride, 1.5, channels=19)
     dcn = DeformConv2dOriginal(stride)
     eager = dcn_grads(dcn, x, offset_mask, weight, dout)
-
-    class Step(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.dcn = dcn
-            self.grad = ops.GradOperation(get_all=True)
-
-        def loss(self, x, offset_mask, weight, dout):
-            return (self.dcn(x, offset_mask, weight) * dout).sum()
-
-        def construct(self, x, offset_mask, weight, dout):
-            return self.grad(self.loss)(x, offset_mask, weight, dout)
-
     ms.set_context(mode=ms.GRAPH_MODE)
-    graph = Step()(*map(Tensor, (x, offset_mask, weight, dout)))
+    graph = DcnGradStep(dcn)(*map(Tensor, (x, offset_mask, weight, dout)))
     for a, b in zip(graph[:3], eager, strict=True):
         np.testing.assert_allclose(a.asnumpy(), b, rtol=1e-6, atol=1e-6)
 

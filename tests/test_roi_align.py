@@ -1,6 +1,6 @@
 """SingleRoIExtractor: the level mapping on crafted RoIs, ROIAlign against a NumPy implementation of its
-documented semantics, and the one-level-per-RoI computation against the original's all-levels-then-select."""
-import math
+documented semantics, and the one-level-per-RoI computation against the original's all-levels-then-select (both
+references in tests/roi_align_reference.py)."""
 import os
 from types import SimpleNamespace
 
@@ -9,10 +9,11 @@ import pytest
 
 os.environ.setdefault("GLOG_v", "3")
 import mindspore as ms  # noqa: E402
-from mindspore import Tensor, ops  # noqa: E402
+from mindspore import Tensor  # noqa: E402
 
 from src.custom_ops import DISABLE_ENV  # noqa: E402
 from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels  # noqa: E402
+from tests.roi_align_reference import AllLevelsThenSelect, roi_align_one  # noqa: E402
 
 ROI_LAYER = SimpleNamespace(out_size=7, sample_num=2)
 STRIDES = [4, 8, 16, 32]
@@ -49,47 +50,6 @@ def test_level_uses_sqrt_of_legacy_area_of_non_square_rois():
     assert roi_levels(Tensor(rois), FINEST_SCALE, 4).asnumpy().tolist() == expected
 
 
-def numpy_roi_align(feat: np.ndarray, roi: np.ndarray, scale: float, out: int, samples: int) -> np.ndarray:
-    """ROIAlign as MindSpore documents it for roi_end_mode=1 (one RoI -> (C, out, out))."""
-    _, height, width = feat.shape
-    start_x, start_y = roi[1] * scale, roi[2] * scale
-    bin_w = ((roi[3] + 1) * scale - start_x) / out
-    bin_h = ((roi[4] + 1) * scale - start_y) / out
-    batch = int(round(roi[0]))
-    result = np.zeros((feat.shape[0], out, out))
-
-    def bilinear(y, x):
-        if y < -1 or y > height or x < -1 or x > width:
-            return 0.0
-        y, x = max(y, 0.0), max(x, 0.0)
-        y0, x0 = int(math.floor(y)), int(math.floor(x))
-        if y0 >= height - 1:
-            y0 = y1 = height - 1
-            y = float(y0)
-        else:
-            y1 = y0 + 1
-        if x0 >= width - 1:
-            x0 = x1 = width - 1
-            x = float(x0)
-        else:
-            x1 = x0 + 1
-        ly, lx = y - y0, x - x0
-        return ((1 - ly) * (1 - lx) * feat[:, y0, x0] + (1 - ly) * lx * feat[:, y0, x1]
-                + ly * (1 - lx) * feat[:, y1, x0] + ly * lx * feat[:, y1, x1])
-
-    assert batch == 0, "the reference takes one image"
-    for ph in range(out):
-        for pw in range(out):
-            acc = 0.0
-            for iy in range(samples):
-                y = start_y + ph * bin_h + (iy + 0.5) * bin_h / samples
-                for ix in range(samples):
-                    x = start_x + pw * bin_w + (ix + 0.5) * bin_w / samples
-                    acc = acc + bilinear(y, x)
-            result[:, ph, pw] = acc / samples ** 2
-    return result
-
-
 def random_maps(rng, batch, channels, height, width):
     return [rng.standard_normal((batch, channels, height // s, width // s)).astype(np.float32) for s in STRIDES]
 
@@ -111,7 +71,7 @@ def test_extractor_matches_numpy_roi_align_per_level():
     levels = roi_levels(Tensor(rois), FINEST_SCALE, 4).asnumpy()
     assert levels.tolist() == [0, 1, 2, 3, 0]
     for r, roi in enumerate(rois):
-        expected = numpy_roi_align(maps[levels[r]][0].astype(np.float64), roi, 1.0 / STRIDES[levels[r]], 7, 2)
+        expected = roi_align_one(maps[levels[r]][0].astype(np.float64), roi, 1.0 / STRIDES[levels[r]], 7, 2)
         np.testing.assert_allclose(got[r], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -123,18 +83,8 @@ def test_kernel_skipped_roi_gives_zeros():
     extractor = SingleRoIExtractor(ROI_LAYER, 2, STRIDES, FINEST_SCALE)
     got = extractor(Tensor(rois), *[Tensor(m) for m in maps]).asnumpy()
     np.testing.assert_array_equal(got[0], 0.0)
-    expected = numpy_roi_align(maps[0][0].astype(np.float64), rois[1], 1.0 / STRIDES[0], 7, 2)
+    expected = roi_align_one(maps[0][0].astype(np.float64), rois[1], 1.0 / STRIDES[0], 7, 2)
     np.testing.assert_allclose(got[1], expected, rtol=1e-5, atol=1e-5)
-
-
-def all_levels_then_select(rois, maps):
-    """The original's way: every RoI pooled on every level, one level's result kept per RoI."""
-    levels = roi_levels(rois, FINEST_SCALE, len(STRIDES))
-    out = ops.zeros((rois.shape[0], maps[0].shape[1], 7, 7), ms.float32)
-    for level, stride in enumerate(STRIDES):
-        pooled = ops.ROIAlign(7, 7, 1.0 / stride, 2)(maps[level], rois)
-        out = ops.where((levels == level).reshape(-1, 1, 1, 1), pooled, out)
-    return out
 
 
 def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward():
@@ -150,6 +100,7 @@ def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward():
     assert len(set(roi_levels(rois, FINEST_SCALE, 4).asnumpy().tolist())) == 4
     weights = Tensor(rng.standard_normal((num, channels, 7, 7)).astype(np.float32))
     extractor = SingleRoIExtractor(ROI_LAYER, channels, STRIDES, FINEST_SCALE)
+    all_levels_then_select = AllLevelsThenSelect(ROI_LAYER.out_size, ROI_LAYER.sample_num, STRIDES, FINEST_SCALE)
 
     def ours(*feats):
         return (extractor(rois, *feats) * weights).sum()
@@ -157,7 +108,8 @@ def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward():
     def original(*feats):
         return (all_levels_then_select(rois, feats) * weights).sum()
 
-    np.testing.assert_array_equal(extractor(rois, *maps).asnumpy(), all_levels_then_select(rois, maps).asnumpy())
+    np.testing.assert_array_equal(extractor(rois, *maps).asnumpy(),
+                                  all_levels_then_select(rois, tuple(maps)).asnumpy())
     grads_ours = ms.grad(ours, grad_position=(0, 1, 2, 3))(*maps)
     grads_original = ms.grad(original, grad_position=(0, 1, 2, 3))(*maps)
     for ours_l, original_l in zip(grads_ours, grads_original, strict=True):
