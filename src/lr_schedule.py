@@ -1,0 +1,50 @@
+"""The learning-rate schedule of the original: linear warm-up, then a half cosine.
+
+One value per training step (index = global step, counted from 0 over all epochs):
+
+- step i < warmup_step: linear from base_lr * warmup_ratio (at i = 0) towards base_lr (reached at i = warmup_step);
+- step i >= warmup_step: base_lr * (1 + cos(pi * (i - warmup_step) / total)) / 2.
+
+total = steps_per_epoch * (epoch_size + 1): the original divides by the whole (one epoch too long) step count, not by
+the steps left after the warm-up, so the rate never reaches zero during training; the list itself is also one epoch
+longer than the run. The rate is NOT scaled by the number of devices: steps_per_epoch is the per-rank batch count, and
+the original uses the same base_lr for 1 and 8 devices (the model-zoo facts win over the issue text here).
+"""
+from __future__ import annotations
+
+import math
+
+from src.model_utils.config import Config
+
+
+def warmup_lr(base_lr: float, warmup_ratio: float, warmup_steps: int, step: int) -> float:
+    """Learning rate at `step` of the linear warm-up (0 <= step < warmup_steps)."""
+    start = base_lr * warmup_ratio
+    return start + (base_lr - start) * step / warmup_steps
+
+
+def cosine_lr(base_lr: float, warmup_steps: int, total_steps: int, step: int) -> float:
+    """Learning rate at `step` (>= warmup_steps) of the half cosine that follows the warm-up."""
+    return base_lr * (1.0 + math.cos(math.pi * (step - warmup_steps) / total_steps)) / 2.0
+
+
+def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
+    """Per-step learning rates for a run of `config.epoch_size` epochs of `steps_per_epoch` steps.
+
+    Reads config.base_lr, warmup_step, warmup_ratio, epoch_size. Returns a list of
+    steps_per_epoch * (epoch_size + 1) floats (the original's length; the last epoch is never used).
+    """
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch} (is the data set empty?)")
+    if config.epoch_size <= 0:
+        raise ValueError(f"epoch_size must be positive, got {config.epoch_size}")
+    warmup_steps = int(config.warmup_step)
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_step must be >= 0, got {config.warmup_step}")
+    base_lr = float(config.base_lr)
+    total_steps = steps_per_epoch * (config.epoch_size + 1)
+    return [
+        warmup_lr(base_lr, float(config.warmup_ratio), warmup_steps, i) if i < warmup_steps
+        else cosine_lr(base_lr, warmup_steps, total_steps, i)
+        for i in range(total_steps)
+    ]

@@ -1,0 +1,65 @@
+"""The learning-rate schedule against values worked out by hand from the original's formula."""
+import math
+
+import pytest
+
+from src.lr_schedule import dynamic_lr
+from src.model_utils.config import get_config
+
+
+def _cfg(**overrides):
+    values = {"base_lr": 0.04, "warmup_step": 500, "warmup_ratio": 0.0625, "epoch_size": 9}
+    values.update(overrides)
+    return get_config([], **values)
+
+
+def test_length_is_one_epoch_longer_than_the_run():
+    assert len(dynamic_lr(_cfg(), steps_per_epoch=100)) == 100 * (9 + 1)
+
+
+def test_warmup_boundaries():
+    lr = dynamic_lr(_cfg(), steps_per_epoch=100)
+    # Start: base_lr * warmup_ratio = 0.04 * 0.0625.
+    assert lr[0] == pytest.approx(0.0025, abs=1e-12)
+    # Half-way: 0.0025 + (0.04 - 0.0025) / 2.
+    assert lr[250] == pytest.approx(0.02125, abs=1e-12)
+    # Last warm-up step stops one increment short of base_lr: 0.0025 + 0.0375 * 499 / 500.
+    assert lr[499] == pytest.approx(0.039925, abs=1e-12)
+    # First cosine step: exactly base_lr.
+    assert lr[500] == pytest.approx(0.04, abs=1e-12)
+
+
+def test_cosine_divides_by_the_whole_step_count():
+    lr = dynamic_lr(_cfg(), steps_per_epoch=100)
+    # total = 100 * (9 + 1) = 1000; at the last step cos(pi * 499 / 1000) = sin(pi / 1000) = 0.0031415874858795.
+    assert lr[999] == pytest.approx(0.04 * (1 + 0.0031415874858795) / 2, rel=1e-12)
+    # Had the original divided by (total - warm-up) = 500, the rate at step 750 would be 0.02; it is not.
+    assert lr[750] == pytest.approx(0.04 * (1 + math.cos(math.pi / 4)) / 2, rel=1e-12)
+    assert lr[750] != pytest.approx(0.02, rel=1e-3)
+
+
+def test_shape_rises_then_falls_and_stays_positive():
+    lr = dynamic_lr(_cfg(), steps_per_epoch=100)
+    assert all(a < b for a, b in zip(lr[:500], lr[1:501], strict=True))
+    assert all(a > b for a, b in zip(lr[500:-1], lr[501:], strict=True))
+    assert min(lr) > 0
+
+
+def test_no_warmup_starts_at_base_lr():
+    lr = dynamic_lr(_cfg(warmup_step=0, epoch_size=1), steps_per_epoch=4)
+    assert lr[0] == pytest.approx(0.04)
+    # total = 4 * 2 = 8; step 4: 0.04 * (1 + cos(pi / 2)) / 2 = 0.02.
+    assert lr[4] == pytest.approx(0.02, abs=1e-12)
+
+
+def test_not_scaled_by_device_count():
+    # steps_per_epoch is the per-rank batch count; the rate itself does not depend on device_num.
+    one = dynamic_lr(_cfg(device_num=1), steps_per_epoch=50)
+    eight = dynamic_lr(_cfg(device_num=8), steps_per_epoch=50)
+    assert one == eight
+
+
+@pytest.mark.parametrize("steps", [0, -3])
+def test_empty_data_set_is_a_clear_error(steps):
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        dynamic_lr(_cfg(), steps_per_epoch=steps)

@@ -1,0 +1,211 @@
+"""train.py end to end on a tiny synthetic data set: losses, parameter updates, checkpoints, resume, NaN guard.
+
+Each run is a real `train.py` process (GRAPH mode, 128x192 images, 4 training images = 2 steps per epoch).
+The tiny configuration samples *every* anchor and every proposal (sampler counts >= candidates), so the random
+samplers have nothing to choose and a resumed run can be compared with an uninterrupted one; with the usual counts
+the sampling kernels restart their random streams in a new process and the runs agree only statistically.
+Augmentation is off (flip_ratio = expand_ratio = 0) for the same reason.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import mindspore as ms
+import numpy as np
+import pytest
+import yaml
+
+from src.model_utils.config import get_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+HEIGHT, WIDTH, NUM_GTS, PROPOSALS = 128, 192, 8, 24
+NUM_ANCHORS = get_config([], img_height=HEIGHT, img_width=WIDTH).num_bboxes
+ROIS = NUM_GTS + PROPOSALS  # stage-2 candidates: gts + proposals
+TINY = [
+    f"--img_height={HEIGHT}", f"--img_width={WIDTH}", "--flip_ratio=0.0", "--expand_ratio=0.0",
+    f"--num_gts={NUM_GTS}", f"--num_expected_pos={NUM_ANCHORS}", f"--num_expected_neg={NUM_ANCHORS}",
+    "--rpn_proposal_nms_pre=200", f"--rpn_proposal_nms_post={PROPOSALS}", f"--rpn_proposal_max_num={PROPOSALS}",
+    f"--num_bboxes_stage2={PROPOSALS}", f"--num_expected_pos_stage2={ROIS}", f"--num_expected_neg_stage2={ROIS}",
+    f"--num_expected_total_stage2={2 * ROIS}", f"--roi_sample_num={2 * ROIS}",
+    "--rpn_nms_pre=100", "--rpn_max_num=50", "--test_batch_size=1",
+    "--base_lr=0.01", "--warmup_step=2", "--batch_size=2", "--keep_checkpoint_max=10", "--num_parallel_workers=1",
+    "--python_multiprocessing=False",
+]
+ENV = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
+LOG_LINE = re.compile(r"^\d+ epoch: (\d+) step: (\d+) total_loss: (\S+)$")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    subprocess.run([PYTHON, "-m", "src.synthetic_data", "--out", str(root), "--num_train", "4", "--num_val", "2",
+                    "--seed", "3"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    (root / "mindrecord").mkdir()
+    return root
+
+
+def _train(cwd, data_root, *extra, check=True):
+    args = [PYTHON, os.path.join(ROOT, "train.py"), f"--config_path={ROOT}/default_config_cpu.yaml",
+            f"--coco_root={data_root}", f"--mindrecord_dir={data_root / 'mindrecord'}", "--pre_trained=none",
+            *TINY, *extra]
+    os.makedirs(cwd, exist_ok=True)
+    done = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=1200)
+    if check and done.returncode != 0:
+        raise AssertionError(f"train.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def _losses(log_path):
+    lines = open(log_path, encoding="utf-8").read().splitlines()
+    parsed = [LOG_LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    return [(int(m.group(1)), int(m.group(2)), float(m.group(3))) for m in parsed]
+
+
+def _params(path):
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_root, tmp_path_factory):
+    """2 epochs x 2 steps through the CPU launcher script (in the foreground)."""
+    work = tmp_path_factory.mktemp("run_a")
+    done = subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "run_standalone_train_cpu.sh"), "none", str(data_root),
+         str(data_root / "mindrecord"), "--epoch_size=2", *TINY],
+        cwd=work, env=dict(ENV, FOREGROUND="1"), capture_output=True, text=True, timeout=1200)
+    log = (work / "train" / "log").read_text() if (work / "train" / "log").exists() else ""
+    assert done.returncode == 0, done.stdout + done.stderr + log[-3000:]
+    return work / "train"
+
+
+def test_losses_are_finite_and_logged_per_step(uninterrupted):
+    losses = _losses(uninterrupted / "loss_0.log")
+    assert [(e, s) for e, s, _ in losses] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(np.isfinite(v) and v > 0 for _, _, v in losses)
+    stdout = (uninterrupted / "log").read_text()
+    assert "training from scratch" in stdout  # the warning for --pre_trained none
+    assert re.search(r"epoch: 2/2 step: 2/2 \| global step: 4 \| total_loss: \S+ \| rpn_cls_loss: ", stdout)
+
+
+def test_checkpoints_hold_network_and_optimizer_and_parameters_change(uninterrupted):
+    ckpt_dir = uninterrupted / "save_ckpt" / "ckpt_0"
+    assert sorted(os.listdir(ckpt_dir)) == [".partial", "faster_rcnn-1_2.ckpt", "faster_rcnn-2_2.ckpt"]
+    assert os.listdir(ckpt_dir / ".partial") == []
+    first, last = _params(ckpt_dir / "faster_rcnn-1_2.ckpt"), _params(ckpt_dir / "faster_rcnn-2_2.ckpt")
+    assert first["global_step"].item() == 2 and last["global_step"].item() == 4
+    trainable = [k[len("accum."):] for k in last if k.startswith("accum.")]
+    assert len(trainable) > 100
+    changed = [k for k in trainable if not np.array_equal(first[k], last[k])]
+    assert len(changed) >= 0.9 * len(trainable), sorted(set(trainable) - set(changed))
+    for part in ("backbone.layer4.", "fpn_ncek.", "rpn_with_loss.", "rcnn."):
+        assert any(k.startswith(part) for k in changed), part
+    # The original freezes the stem and layer1 (resnet_weights_update False): no optimizer state, no change.
+    assert "accum.backbone.conv1.weight" not in last
+    np.testing.assert_array_equal(first["backbone.conv1.weight"], last["backbone.conv1.weight"])
+    assert all(np.all(np.isfinite(v)) for v in last.values() if v.dtype.kind == "f")
+
+
+def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, tmp_path):
+    """Resume from the epoch-1 checkpoint (what a run killed during epoch 2 leaves) and train epoch 2.
+
+    Epoch 2 must see the batches of the uninterrupted run's epoch 2 (the shuffle order is restored), and end
+    in the same state.
+    """
+    reference = uninterrupted / "save_ckpt" / "ckpt_0"
+    done = _train(tmp_path, data_root, "--epoch_size=2", f"--resume={reference / 'faster_rcnn-1_2.ckpt'}")
+    assert "Resumed from" in done.stdout and "global step 2" in done.stdout
+    resumed = tmp_path / "save_ckpt" / "ckpt_0"
+    assert sorted(p for p in os.listdir(resumed) if p.endswith(".ckpt")) == ["faster_rcnn-2_2.ckpt"]
+    # Same losses at steps 3 and 4 ...
+    ref_losses = _losses(uninterrupted / "loss_0.log")[2:]
+    new_losses = _losses(tmp_path / "loss_0.log")
+    assert [(e, s) for e, s, _ in new_losses] == [(2, 1), (2, 2)]
+    np.testing.assert_allclose([v for *_, v in new_losses], [v for *_, v in ref_losses], rtol=1e-3)
+    # ... and the same final state: weights, momentum accumulators, global step.
+    ref, new = _params(reference / "faster_rcnn-2_2.ckpt"), _params(resumed / "faster_rcnn-2_2.ckpt")
+    assert set(ref) == set(new)
+    assert new["global_step"].item() == 4
+    # Up to float rounding: the samplers return the (same) sampled sets in a random order, so sums run in another
+    # order. Tolerance relative to each tensor's scale (elementwise relative errors blow up near zero).
+    for key in ref:
+        scale = max(float(np.abs(ref[key]).max()), 1e-6)
+        assert float(np.abs(new[key].astype(np.float64) - ref[key]).max()) <= 1e-3 * scale, key
+
+
+def test_checkpoint_reload_gives_the_same_outputs(uninterrupted):
+    """Two networks built from different random initialisations compute the same detections once loaded."""
+    from src.FasterRcnn import FasterRcnnResnet50  # noqa: PLC0415  (heavy; only this test builds the network)
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    cfg = get_config([a for a in TINY if not a.startswith("--python_multiprocessing")])
+    ckpt = ms.load_checkpoint(str(uninterrupted / "save_ckpt" / "ckpt_0" / "faster_rcnn-2_2.ckpt"))
+    rng = np.random.default_rng(0)
+    img = ms.Tensor(rng.normal(size=(1, 3, HEIGHT, WIDTH)).astype(np.float32))
+    metas = ms.Tensor(np.array([[HEIGHT, WIDTH, 1.0, 1.0]], np.float32))
+    outputs = []
+    for seed in (5, 6):
+        ms.set_seed(seed)
+        net = FasterRcnnResnet50(cfg)
+        net.set_train(False)
+        not_loaded, _ = ms.load_param_into_net(net, ckpt, strict_load=True)
+        assert not_loaded == []
+        outputs.append([o.asnumpy() for o in net(img, metas, None, None, None)])
+    for a, b in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path):
+    # A sane first step (lr[0] = 1e33 * 1e-35 = 0.01), then a learning rate of 1e30 (lr[1] = 1e33 / 1000):
+    # the weights blow up and a later loss is not finite.
+    done = _train(tmp_path, data_root, "--epoch_size=4", "--base_lr=1e33", "--warmup_ratio=1e-35",
+                  "--warmup_step=1000", check=False)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    match = re.search(r"non-finite loss at global step (\d+)", done.stderr)
+    assert match, done.stderr[-2000:]
+    bad_step = int(match.group(1))
+    assert bad_step >= 2
+    losses = _losses(tmp_path / "loss_0.log")
+    assert len(losses) == bad_step and np.isfinite(losses[0][2]) and not np.isfinite(losses[-1][2])
+    # Only checkpoints of epochs (2 steps each) that ended before the bad step, and only finite ones.
+    ckpts = sorted(p for p in os.listdir(tmp_path / "save_ckpt" / "ckpt_0") if p.endswith(".ckpt"))
+    assert set(ckpts) <= {f"faster_rcnn-{e}_2.ckpt" for e in range(1, (bad_step - 1) // 2 + 1)}
+    for name in ckpts:
+        params = _params(tmp_path / "save_ckpt" / "ckpt_0" / name)
+        assert all(np.all(np.isfinite(v)) for v in params.values() if v.dtype.kind == "f")
+    last = f"save_ckpt/ckpt_0/{ckpts[-1]}" if ckpts else "none written"
+    assert f"last good checkpoint: {last}" in done.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--pre_trained=/no/such/backbone.ckpt"], "--pre_trained '/no/such/backbone.ckpt': no such file"),
+    (["--resume=/no/such/run.ckpt"], "--resume '/no/such/run.ckpt': no such file"),
+    (["--device_target=Ascend"], "device_target=Ascend is not available"),
+])
+def test_bad_arguments_fail_early_with_a_message(data_root, tmp_path, extra, message):
+    done = _train(tmp_path, data_root, *extra, check=False)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_resume_from_something_else_is_a_clear_error(data_root, tmp_path):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    done = _train(tmp_path, data_root, f"--resume={junk}", check=False)
+    assert done.returncode == 1
+    assert f"--resume '{junk}': not a readable MindSpore checkpoint" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_config_has_every_key_of_the_cpu_config():
+    def keys(name):
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            return set(next(yaml.safe_load_all(f)))
+
+    assert keys("demo_config.yaml") == keys("default_config_cpu.yaml")
+    cfg = get_config([f"--config_path={ROOT}/demo_config.yaml"])
+    assert cfg.device_target == "CPU"
+    assert cfg.num_classes == len(cfg.coco_classes)

@@ -1,0 +1,245 @@
+"""Train Faster R-CNN-DCN: standalone, or data parallel under msrun (`--run_distribute=True`).
+
+    python train.py [--config_path=default_config_cpu.yaml] --coco_root=DIR [--mindrecord_dir=DIR]
+                    [--pre_trained=resnet50.ckpt|none] [--resume=faster_rcnn-12_7329.ckpt] [--key=value ...]
+
+As the original: the MindRecord is built on the first run (rank 0; the other ranks wait), the learning rate is
+`src.lr_schedule.dynamic_lr` (not scaled by the device count), the loss is RPN + R-CNN, SGD with the configured
+momentum / weight decay / static loss scale, gradients averaged over the devices, the network in float16 on Ascend
+(float32 elsewhere), checkpoints `<save_checkpoint_path>/ckpt_<rank>/faster_rcnn-<epoch>_<step>.ckpt` every
+`save_checkpoint_epochs` epochs (rank 0 only when `save_on_master`), `./loss_<rank>.log` one line per step.
+
+Added by this port:
+- `--pre_trained none` (or empty) trains from scratch, with a warning; a backbone checkpoint is loaded by
+  `src.backbone_loader.load_backbone_pretrained`, which reports what was loaded, missing and unexpected.
+- `--resume PATH` loads a checkpoint written by this script (network + optimizer state + global step) and
+  continues from its step; the learning-rate schedule is rebuilt from the config.
+- A NaN/Inf loss stops training with a message naming the step (exit status 1); the last checkpoint written
+  before it is kept. Checkpoints are written to a temporary file and renamed (never truncated under their name).
+- `grad_clip_norm` > 0 clips the gradients' global norm (for training from scratch; 0, the default, is the original).
+- Dataset sink: on Ascend/GPU the original's sink mode (one sink per epoch, so the callbacks and the loss log
+  report once per epoch); on the CPU MindSpore does not sink, so every step is reported (and checked for NaN).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor
+from mindspore import dtype as mstype
+from mindspore.communication import get_group_size, get_rank, init
+from mindspore.nn import SGD
+from mindspore.train import Model
+from mindspore.train.callback import TimeMonitor
+
+from src.backbone_loader import load_backbone_pretrained
+from src.data_sources import DataError
+from src.dataset import create_fasterrcnn_dataset, create_mindrecord
+from src.FasterRcnn import FasterRcnnResnet50
+from src.lr_schedule import dynamic_lr
+from src.model_utils.config import config
+from src.model_utils.device_adapter import get_device_id
+from src.model_utils.moxing_adapter import moxing_wrapper
+from src.network_define import (
+    CHECKPOINT_PREFIX,
+    AtomicCheckpoint,
+    LossCallBack,
+    LossNet,
+    TrainOneStepCell,
+    WithLossCell,
+)
+
+SEED = 1
+MINDRECORD_PREFIX = "FasterRcnn.mindrecord"
+NO_WEIGHTS = ("", "none")
+DEVICE_AVAILABLE = {
+    "Ascend": ms.device_context.ascend.is_available,
+    "GPU": ms.device_context.gpu.is_available,
+    "CPU": ms.device_context.cpu.is_available,
+}
+# Checkpoint entries that describe the run rather than the model; the schedule is rebuilt from the config.
+RUN_STATE_KEYS = ("epoch_num", "step_num", "learning_rate")
+
+
+def fail(message: str) -> None:
+    """Stop with a one-line message on stderr and exit status 1 (no traceback)."""
+    raise SystemExit(f"train.py: error: {message}")
+
+
+def set_up_device(cfg) -> None:
+    target = cfg.device_target
+    if not DEVICE_AVAILABLE[target]():
+        fail(f"device_target={target} is not available in this MindSpore installation "
+             f"({ms.__version__}); use --device_target=CPU or install MindSpore for {target}")
+    ms.set_context(mode=ms.GRAPH_MODE if cfg.run_mode == "GRAPH" else ms.PYNATIVE_MODE)
+    ms.set_device(target, None if target == "CPU" else get_device_id())
+    if target == "GPU":
+        ms.set_context(enable_graph_kernel=False)
+
+
+def check_paths(cfg) -> None:
+    """Fail before the slow work on a checkpoint path that does not exist."""
+    if cfg.pre_trained.strip().lower() not in NO_WEIGHTS and not os.path.isfile(cfg.pre_trained):
+        fail(f"--pre_trained {cfg.pre_trained!r}: no such file (use 'none' to train from scratch)")
+    if cfg.resume.strip() and not os.path.isfile(cfg.resume):
+        fail(f"--resume {cfg.resume!r}: no such file")
+
+
+def set_up_parallel(cfg) -> tuple[int, int]:
+    """(rank, device_num); data parallel with averaged gradients when cfg.run_distribute."""
+    if not cfg.run_distribute:
+        return 0, 1
+    try:
+        init()  # HCCL on Ascend, NCCL on GPU, MindSpore's own collectives on the CPU
+    except (RuntimeError, ValueError) as err:
+        fail(f"run_distribute=True but the collective communication did not start ({err}); launch through "
+             "scripts/run_distribute_train_*.sh (msrun, or the Ascend rank table)")
+    rank, device_num = get_rank(), get_group_size()
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(device_num=device_num, parallel_mode=ms.ParallelMode.DATA_PARALLEL,
+                                 gradients_mean=True)
+    return rank, device_num
+
+
+def build_dataset(cfg, rank: int, device_num: int):
+    print("Start create dataset!", flush=True)
+    print("CHECKING MINDRECORD FILES ...", flush=True)
+    try:
+        mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=True, rank_id=rank)
+    except DataError as err:
+        fail(str(err))
+    print("CHECKING MINDRECORD FILES DONE!", flush=True)
+    dataset = create_fasterrcnn_dataset(cfg, mindrecord, batch_size=cfg.batch_size, device_num=device_num,
+                                        rank_id=rank, is_training=True,
+                                        num_parallel_workers=cfg.num_parallel_workers)
+    steps_per_epoch = dataset.get_dataset_size()
+    if steps_per_epoch == 0:
+        fail(f"{mindrecord}: fewer than batch_size={cfg.batch_size} images per rank ({device_num} rank(s)); "
+             "nothing to train on")
+    print(f"Create dataset done! {steps_per_epoch} steps per epoch", flush=True)
+    return dataset, steps_per_epoch
+
+
+def load_pretrained(cfg, net) -> None:
+    path = cfg.pre_trained
+    if path.strip().lower() in NO_WEIGHTS:
+        print("WARNING: no pre-trained backbone (--pre_trained is empty or 'none'): training from scratch",
+              file=sys.stderr, flush=True)
+        return
+    try:
+        report = load_backbone_pretrained(net, path)
+    except (OSError, ValueError) as err:
+        fail(f"--pre_trained {path!r}: {err}")
+    print(f"Pre-trained backbone {path}: {len(report['loaded'])} parameters loaded, "
+          f"{len(report['missing'])} missing (left at their initial values), "
+          f"{len(report['unexpected'])} unexpected (ignored)", flush=True)
+    for kind in ("missing", "unexpected"):
+        if report[kind]:
+            print(f"  {kind}: " + ", ".join(report[kind]), flush=True)
+
+
+def restore(train_cell, optimizer, path: str, steps_per_epoch: int) -> int:
+    """Load a full training checkpoint into `train_cell`; returns the global step to continue from."""
+    try:
+        params = ms.load_checkpoint(path)
+    except (RuntimeError, ValueError, OSError) as err:
+        fail(f"--resume {path!r}: not a readable MindSpore checkpoint ({err})")
+    saved_step = params.get("global_step", params.get("step_num"))
+    for key in RUN_STATE_KEYS:
+        params.pop(key, None)
+    network_names = {p.name for p in train_cell.network.get_parameters()}
+    missing_network = sorted(network_names - set(params))
+    if missing_network:
+        fail(f"--resume {path!r} is not a full Faster R-CNN checkpoint of this configuration: "
+             f"{len(missing_network)} network parameters missing (e.g. {', '.join(missing_network[:5])}); "
+             "use --pre_trained for a backbone checkpoint")
+    try:
+        not_loaded, _ = ms.load_param_into_net(train_cell, params)
+    except (RuntimeError, ValueError) as err:
+        fail(f"--resume {path!r} does not fit this network/configuration: {err}")
+    not_loaded = [name for name in not_loaded if name not in RUN_STATE_KEYS]
+    if not_loaded:
+        print(f"WARNING: {path} has no optimizer state for {len(not_loaded)} entries (e.g. "
+              f"{', '.join(not_loaded[:5])}); they restart from their initial values", file=sys.stderr, flush=True)
+    if saved_step is None:
+        print(f"WARNING: {path} records no global step; continuing from step 0 of the schedule",
+              file=sys.stderr, flush=True)
+        return 0
+    step = int(np.asarray(saved_step.asnumpy()).reshape(-1)[0])
+    start = step - step % steps_per_epoch
+    if start != step:
+        print(f"WARNING: {path} was saved at step {step}, inside an epoch of {steps_per_epoch} steps; "
+              f"continuing from the start of that epoch (step {start})", file=sys.stderr, flush=True)
+    optimizer.global_step.set_data(Tensor(np.array([start], np.int32)))
+    print(f"Resumed from {path}: global step {start} (epoch {start // steps_per_epoch} done)", flush=True)
+    return start
+
+
+def modelarts_pre_process():
+    config.save_checkpoint_path = config.output_path
+    if config.pre_trained.strip().lower() not in NO_WEIGHTS:
+        config.pre_trained = os.path.join(config.load_path, config.pre_trained)
+
+
+@moxing_wrapper(pre_process=modelarts_pre_process)
+def train_fasterrcnn(cfg=config) -> None:
+    check_paths(cfg)
+    set_up_device(cfg)
+    ms.set_seed(SEED)
+    rank, device_num = set_up_parallel(cfg)
+    dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)
+
+    net = FasterRcnnResnet50(cfg)
+    net.set_train(True)
+    load_pretrained(cfg, net)
+    if cfg.device_target == "Ascend":
+        net.to_float(mstype.float16)
+
+    lr = Tensor(dynamic_lr(cfg, steps_per_epoch), mstype.float32)
+    optimizer = SGD(params=net.trainable_params(), learning_rate=lr, momentum=cfg.momentum,
+                    weight_decay=cfg.weight_decay, loss_scale=cfg.loss_scale)
+    net_with_loss = WithLossCell(net, LossNet())
+    train_cell = TrainOneStepCell(net_with_loss, optimizer, sens=cfg.loss_scale, reduce_flag=device_num > 1,
+                                  mean=True, degree=device_num, clip_norm=cfg.grad_clip_norm)
+
+    initial_step = 0
+    if cfg.resume.strip():
+        initial_step = restore(train_cell, optimizer, cfg.resume, steps_per_epoch)
+    initial_epoch = initial_step // steps_per_epoch
+    if initial_epoch >= cfg.epoch_size:
+        print(f"Nothing to do: the checkpoint is at epoch {initial_epoch}, epoch_size is {cfg.epoch_size}", flush=True)
+        return
+    if initial_step:
+        # Deterministic pipelines then deliver the batches the uninterrupted run would have seen.
+        dataset.set_init_step(initial_step)
+
+    loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step)
+    callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
+    checkpoint_cb = None
+    if cfg.save_checkpoint and (rank == 0 or not cfg.save_on_master):
+        checkpoint_cb = AtomicCheckpoint(os.path.join(cfg.save_checkpoint_path, f"ckpt_{rank}"),
+                                         save_checkpoint_steps=cfg.save_checkpoint_epochs * steps_per_epoch,
+                                         keep_checkpoint_max=cfg.keep_checkpoint_max, prefix=CHECKPOINT_PREFIX,
+                                         initial_step=initial_step)
+        callbacks.append(checkpoint_cb)
+
+    print(f"Start training: epochs {initial_epoch + 1}..{cfg.epoch_size}, {steps_per_epoch} steps each, "
+          f"{device_num} device(s), {cfg.device_target}", flush=True)
+    start = time.time()
+    Model(train_cell).train(cfg.epoch_size, dataset, callbacks=callbacks,
+                            dataset_sink_mode=cfg.device_target != "CPU", initial_epoch=initial_epoch)
+    latest = checkpoint_cb.latest if checkpoint_cb else None
+    if loss_cb.nonfinite_step is not None:
+        fail(f"training stopped: non-finite loss at global step {loss_cb.nonfinite_step}; last good checkpoint: "
+             f"{latest or 'none written'}")
+    per_step = loss_cb.seconds_per_step()
+    print(f"Training done in {time.time() - start:.0f} s"
+          + (f" ({per_step:.2f} s/step after the first step)" if per_step else "")
+          + (f"; last checkpoint {latest}" if latest else ""), flush=True)
+
+
+if __name__ == "__main__":
+    train_fasterrcnn()
