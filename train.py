@@ -194,7 +194,8 @@ def train_fasterrcnn(cfg=config) -> None:
 
     net = FasterRcnnResnet50(cfg)
     net.set_train(True)
-    load_pretrained(cfg, net)
+    if not cfg.resume.strip():
+        load_pretrained(cfg, net)  # a resumed run gets every weight from its checkpoint
     if cfg.device_target == "Ascend":
         net.to_float(mstype.float16)
 
