@@ -16,6 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from src.model_utils.config import get_config
 from tests.reference_ckpt import reference_params
 
 TOP_OPS = 10  # operator types listed by --profile
@@ -33,6 +34,9 @@ def network_bench_parser(description: str, batch_size: int, unit: str) -> argpar
     parser.add_argument("--warmup", type=int, default=1, help=f"untimed {unit}s after the first (compiling) one")
     parser.add_argument("--mode", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
     parser.add_argument("--profile", action="store_true", help=f"print the {TOP_OPS} most expensive operator types")
+    parser.add_argument("--config_path", default=None,
+                        help="yaml config (default: the CPU config); weights: the reference checkpoint when the "
+                             "config has its 81 classes, else the network's own initialisation")
     return parser
 
 
@@ -45,9 +49,21 @@ def parse_network_bench_args(parser: argparse.ArgumentParser) -> argparse.Namesp
     return args
 
 
+def bench_config(args: argparse.Namespace, **overrides):
+    """The config of a network benchmark: --config_path (or the default) with the command line's sizes."""
+    return get_config([] if args.config_path is None else [f"--config_path={args.config_path}"],
+                      img_height=args.img_height, img_width=args.img_width, **overrides)
+
+
 def load_reference_weights(net: nn.Cell, prefix: str = "") -> None:
-    """Load the fidelity fixture's reference weights (tests/reference_ckpt.py) strictly, names prefixed."""
-    params = {prefix + k: Parameter(Tensor(v), name=prefix + k) for k, v in reference_params().items()}
+    """Load the fidelity fixture's reference weights (tests/reference_ckpt.py) strictly, names prefixed; a network
+    of other shapes (a --config_path with another head size) keeps its own initialisation."""
+    reference = reference_params()
+    shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    if any(shapes.get(prefix + k, v.shape) != v.shape for k, v in reference.items()):
+        print("weights: the network's own initialisation (its shapes are not the reference checkpoint's)", flush=True)
+        return
+    params = {prefix + k: Parameter(Tensor(v), name=prefix + k) for k, v in reference.items()}
     not_loaded, _ = ms.load_param_into_net(net, params, strict_load=True)
     if not_loaded:
         raise RuntimeError(f"reference weights missing for {not_loaded[:5]}")

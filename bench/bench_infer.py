@@ -25,6 +25,7 @@ from mindspore import Tensor, nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import (  # noqa: E402
     Timing,
+    bench_config,
     load_reference_weights,
     network_bench_parser,
     parse_network_bench_args,
@@ -34,14 +35,13 @@ from bench.bench_common import (  # noqa: E402
     time_calls,
 )
 from src.FasterRcnn import FasterRcnnInfer  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
 
 
 def main() -> None:
     parser = network_bench_parser(__doc__, batch_size=1, unit="call")
     parser.add_argument("--no_mindir", action="store_true", help="skip the export and the MINDIR measurement")
     args = parse_network_bench_args(parser)
-    cfg = get_config([], img_height=args.img_height, img_width=args.img_width, test_batch_size=args.batch_size)
+    cfg = bench_config(args, test_batch_size=args.batch_size)
     net = FasterRcnnInfer(cfg)
     load_reference_weights(net, prefix="network.")
     rng = np.random.default_rng(0)

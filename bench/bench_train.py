@@ -20,6 +20,7 @@ from mindspore import Tensor, nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import (  # noqa: E402
+    bench_config,
     load_reference_weights,
     network_bench_parser,
     parse_network_bench_args,
@@ -29,7 +30,6 @@ from bench.bench_common import (  # noqa: E402
     time_calls,
 )
 from src.FasterRcnn import FasterRcnnResnet50  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
 
 GTS_PER_IMAGE = 4  # valid gt boxes in each synthetic image
@@ -57,7 +57,7 @@ def synthetic_batch(cfg, rng):
 
 def main() -> None:
     args = parse_network_bench_args(network_bench_parser(__doc__, batch_size=2, unit="step"))
-    cfg = get_config([], img_height=args.img_height, img_width=args.img_width, batch_size=args.batch_size)
+    cfg = bench_config(args, batch_size=args.batch_size)
     net = FasterRcnnResnet50(cfg)
     load_reference_weights(net)
     net.set_train(True)

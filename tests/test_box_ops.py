@@ -8,8 +8,9 @@ import pytest
 
 os.environ.setdefault("GLOG_v", "3")
 import mindspore as ms  # noqa: E402
-from mindspore import Tensor, nn  # noqa: E402
+from mindspore import Tensor, nn, ops  # noqa: E402
 
+from src.custom_ops import NmsWithMask  # noqa: E402
 from src.FasterRcnn.box_ops import (  # noqa: E402
     box_iou,
     boxes_inside,
@@ -164,35 +165,64 @@ def test_boxes_inside_uses_size_times_ratio_minus_one():
 
 
 # ---------------------------------------------------------------- NMS
-def test_nms_iou_without_plus_one_and_strict_threshold():
+# Both implementations behind nms_with_mask: MindSpore's NMSWithMask and the CPU kernel (src/custom_ops/nms.cc).
+NMS_IMPLEMENTATIONS = {"NMSWithMask": lambda thr: ops.NMSWithMask(thr), "kernel": lambda thr: NmsWithMask(thr)}
+
+
+@pytest.fixture(params=sorted(NMS_IMPLEMENTATIONS))
+def nms(request):
+    return NMS_IMPLEMENTATIONS[request.param]
+
+
+def test_nms_iou_without_plus_one_and_strict_threshold(nms):
     dets = np.array([[0, 0, 10, 10, 0.9],
                      [0, 0, 10, 7.2, 0.8],   # IoU 0.72 with the first (0.745 with "+1"): dropped
                      [0, 0, 10, 6.8, 0.7],   # IoU 0.68 (0.709 with "+1"): kept
                      [50, 50, 60, 60, 0.6],
                      [50, 50, 60, 57, 0.5],  # IoU exactly 0.7 with the previous: kept (dropped only if > 0.7)
                      [50, 50, 60, 59, 0.4]], np.float32)  # 0.9 with [50, 50, 60, 60]: dropped
-    out, keep = nms_with_mask(Tensor(dets), 0.7)
+    out, index, keep = nms(0.7)(Tensor(dets))
     np.testing.assert_array_equal(out.asnumpy(), dets)
+    assert index.asnumpy().tolist() == list(range(6))
     assert keep.asnumpy().tolist() == [True, False, True, True, True, False]
 
 
-def test_nms_is_exact_greedy_on_random_sorted_boxes():
+def test_nms_is_exact_greedy_on_random_sorted_boxes(nms):
     rng = np.random.default_rng(7)
     for _ in range(10):
         n = int(rng.integers(20, 400))
         boxes = random_boxes(rng, n, extent=120, max_side=50, integer=False)
         dets = np.concatenate([boxes, np.sort(rng.uniform(0, 1, (n, 1)), 0)[::-1]], 1).astype(np.float32)
-        out, keep = nms_with_mask(Tensor(dets), 0.7)
+        out, _, keep = nms(0.7)(Tensor(dets))
         np.testing.assert_array_equal(out.asnumpy(), dets)
         np.testing.assert_array_equal(keep.asnumpy(), np_nms_keep(dets, 0.7))
 
 
+def test_nms_kernel_gives_nmswithmask_outputs_with_ties_and_unsorted_input():
+    """Unsorted scores with many ties (as the test-time head's zero-score rows): same order, indices and mask."""
+    rng = np.random.default_rng(9)
+    for n in (1, 2, 7, 300, 1000):
+        boxes = random_boxes(rng, n, extent=100, max_side=60, integer=False)
+        scores = rng.choice(np.array([0.0, 0.25, 0.5, 0.9], np.float32), size=(n, 1))
+        boxes[rng.uniform(size=n) < 0.3] = -1.0  # degenerate rows, as the head's non-candidates
+        dets = Tensor(np.concatenate([boxes, scores], 1).astype(np.float32))
+        for thr in (0.5, 0.7):
+            expected = [o.asnumpy() for o in ops.NMSWithMask(thr)(dets)]
+            got = [o.asnumpy() for o in NmsWithMask(thr)(dets)]
+            for e, g, what in zip(expected, got, ("sorted dets", "indices", "keep"), strict=True):
+                np.testing.assert_array_equal(g, e, err_msg=f"{what}, n={n}, thr={thr}")
+
+
 # ---------------------------------------------------------------- GRAPH_MODE
 class _AllOps(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.nms = nms_with_mask(0.7)
+
     def construct(self, boxes, gts, deltas, meta, dets):
         return (box_iou(boxes, gts), encode_boxes(boxes, gts[:4], (0.0,) * 4, (0.1, 0.1, 0.2, 0.2)),
                 decode_boxes(boxes, deltas, (64, 96), (0.0,) * 4, (1.0,) * 4), boxes_inside(boxes, meta),
-                nms_with_mask(dets, 0.7)[1])
+                self.nms(dets)[2])
 
 
 def test_box_ops_in_graph_mode():

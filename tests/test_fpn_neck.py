@@ -4,9 +4,9 @@ import os
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
-from src.FasterRcnn.fpn_neck import FeatPyramidNeck
+from src.FasterRcnn.fpn_neck import FeatPyramidNeck, upsample_nearest
 from src.model_utils.config import get_config
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -86,3 +86,14 @@ def test_rejects_inconsistent_arguments():
         FeatPyramidNeck([4, 8, 16, 32], 8, 3, [(8, 8), (4, 4), (2, 2), (1, 1)])
     with pytest.raises(ValueError, match="feature_shapes"):
         FeatPyramidNeck([4, 8, 16, 32], 8, 5, [(8, 8), (4, 4), (2, 2), (1, 1)])
+
+
+@pytest.mark.parametrize("size", [(8, 12), (9, 12), (5, 7)])
+def test_upsample_nearest_equals_interpolate(size):
+    """The broadcast path (exact 2x) and the general one give ops.interpolate's nearest resize, values and grads."""
+    x = Tensor(np.random.default_rng(5).standard_normal((2, 3, 4, 6)).astype(np.float32))
+    np.testing.assert_array_equal(upsample_nearest(x, size).asnumpy(),
+                                  ops.interpolate(x, size=size, mode="nearest").asnumpy())
+    grad = ms.grad(lambda t: (upsample_nearest(t, size) * upsample_nearest(t, size)).sum())(x).asnumpy()
+    ref = ms.grad(lambda t: (ops.interpolate(t, size=size, mode="nearest") ** 2).sum())(x).asnumpy()
+    np.testing.assert_allclose(grad, ref, rtol=1e-6)

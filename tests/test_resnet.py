@@ -4,9 +4,9 @@ import os
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
-from src.FasterRcnn.resnet import ResNetFea
+from src.FasterRcnn.resnet import ResNetFea, fold_batch_norm
 from src.model_utils.config import get_config
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -188,7 +188,8 @@ def test_bn_training_uses_batch_statistics_in_training_mode():
     for net in (frozen, batch):
         net.set_train(False)
     eval_frozen, eval_batch = frozen(x)[3].asnumpy(), batch(x)[3].asnumpy()
-    np.testing.assert_allclose(eval_batch, eval_frozen, rtol=1e-6)  # eval: both on moving statistics
+    # eval: both on moving statistics (folded into the convs)
+    np.testing.assert_allclose(eval_batch, eval_frozen, rtol=1e-6)
     stem_mean_before = batch.bn1.moving_mean.asnumpy().copy()
     frozen.set_train(True)
     batch.set_train(True)
@@ -201,3 +202,28 @@ def test_bn_training_uses_batch_statistics_in_training_mode():
 def test_rejects_wrong_stage_count():
     with pytest.raises(ValueError, match="4 stages"):
         ResNetFea([3, 4, 6], [64, 256, 512], [256, 512, 1024])
+
+
+def test_folded_batch_norm_equals_conv_then_batch_norm_with_gradients():
+    """bn(conv(x)) on moving statistics = conv(x, w * scale) + shift, for the output and every gradient."""
+    rng = np.random.default_rng(12)
+    conv = nn.Conv2d(4, 6, 3, pad_mode="pad", padding=1, has_bias=False)
+    bn = nn.BatchNorm2d(6, use_batch_statistics=False)
+    for param, value in ((bn.gamma, rng.uniform(0.5, 2, 6)), (bn.beta, rng.normal(0, 1, 6)),
+                         (bn.moving_mean, rng.normal(0, 1, 6)), (bn.moving_variance, rng.uniform(0.1, 3, 6))):
+        param.set_data(Tensor(value.astype(np.float32)))
+    x = Tensor(rng.standard_normal((2, 4, 7, 9)).astype(np.float32))
+    weights = [conv.weight, bn.gamma, bn.beta]
+
+    def folded(t):
+        weight, shift = fold_batch_norm(conv.weight, bn)
+        return (ops.bias_add(conv.conv2d(t, weight), shift) ** 2).sum()
+
+    def unfolded(t):
+        return (bn(conv(t)) ** 2).sum()
+
+    ref = ms.grad(unfolded, grad_position=0, weights=weights)(x)
+    got = ms.grad(folded, grad_position=0, weights=weights)(x)
+    np.testing.assert_allclose(folded(x).asnumpy(), unfolded(x).asnumpy(), rtol=1e-5)
+    for g, r in zip([got[0], *got[1]], [ref[0], *ref[1]], strict=True):
+        np.testing.assert_allclose(g.asnumpy(), r.asnumpy(), rtol=1e-4, atol=1e-4 * np.abs(r.asnumpy()).max())

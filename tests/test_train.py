@@ -68,13 +68,41 @@ def _params(path):
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items()}
 
 
+def _model_zoo_resnet50(path):
+    """A backbone checkpoint named as the model zoo's ImageNet ResNet-50 (classifier head included, 3x3 convs named
+    conv2, down-sampling as down_sample_layer.0/1, no DCN offset/mask convs); random values."""
+    from src.FasterRcnn.resnet import ResNetFea  # noqa: PLC0415  (heavy; only this fixture builds it)
+
+    cfg = get_config([])
+    ms.set_seed(11)
+    backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels)
+    entries = []
+    for param in backbone.get_parameters():
+        name = param.name
+        if ".defconv.p_conv." in name or ".defconv.m_conv." in name:
+            continue
+        name = name.replace("defconv.conv.weight", "conv2.weight")
+        name = name.replace("conv_down_sample.", "down_sample_layer.0.")
+        name = name.replace("bn_down_sample.", "down_sample_layer.1.")
+        entries.append({"name": name, "data": ms.Tensor(param.asnumpy() + 0.01)})
+    entries.append({"name": "end_point.weight", "data": ms.Tensor(np.ones((10, 2048), np.float32))})
+    ms.save_checkpoint(entries, str(path))
+    return {e["name"]: e["data"].asnumpy() for e in entries}
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(data_root, tmp_path_factory):
-    """2 epochs x 2 steps through the CPU launcher script (in the foreground)."""
+def backbone_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("backbone") / "resnet50_imagenet.ckpt"
+    return path, _model_zoo_resnet50(path)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_root, backbone_ckpt, tmp_path_factory):
+    """2 epochs x 2 steps from a model-zoo backbone checkpoint, through the CPU launcher script (foreground)."""
     work = tmp_path_factory.mktemp("run_a")
     done = subprocess.run(
-        ["bash", os.path.join(ROOT, "scripts", "run_standalone_train_cpu.sh"), "none", str(data_root),
-         str(data_root / "mindrecord"), "--epoch_size=2", *TINY],
+        ["bash", os.path.join(ROOT, "scripts", "run_standalone_train_cpu.sh"), str(backbone_ckpt[0]),
+         str(data_root), str(data_root / "mindrecord"), "--epoch_size=2", *TINY],
         cwd=work, env=dict(ENV, FOREGROUND="1"), capture_output=True, text=True, timeout=1200)
     log = (work / "train" / "log").read_text() if (work / "train" / "log").exists() else ""
     assert done.returncode == 0, done.stdout + done.stderr + log[-3000:]
@@ -86,7 +114,6 @@ def test_losses_are_finite_and_logged_per_step(uninterrupted):
     assert [(e, s) for e, s, _ in losses] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert all(np.isfinite(v) and v > 0 for _, _, v in losses)
     stdout = (uninterrupted / "log").read_text()
-    assert "training from scratch" in stdout  # the warning for --pre_trained none
     assert re.search(r"epoch: 2/2 step: 2/2 \| global step: 4 \| total_loss: \S+ \| rpn_cls_loss: ", stdout)
 
 
@@ -106,6 +133,24 @@ def test_checkpoints_hold_network_and_optimizer_and_parameters_change(uninterrup
     assert "accum.backbone.conv1.weight" not in last
     np.testing.assert_array_equal(first["backbone.conv1.weight"], last["backbone.conv1.weight"])
     assert all(np.all(np.isfinite(v)) for v in last.values() if v.dtype.kind == "f")
+
+
+def test_pretrained_backbone_is_loaded_and_reported(uninterrupted, backbone_ckpt):
+    path, values = backbone_ckpt
+    log = (uninterrupted / "log").read_text()
+    loaded = int(re.search(rf"Pre-trained backbone {re.escape(str(path))}: (\d+) parameters loaded", log).group(1))
+    assert loaded == len(values) - 1  # all but the classifier
+    assert re.search(r"missing \(left at their initial values\): .*backbone\.layer2\.0\.defconv\.p_conv\.weight", log)
+    assert "unexpected (ignored): end_point.weight" in log
+    # The stem and layer1 are frozen (the original): after training they still hold the checkpoint's values.
+    trained = _params(uninterrupted / "save_ckpt" / "ckpt_0" / "faster_rcnn-2_2.ckpt")
+    for name in ("conv1.weight", "layer1.0.conv1.weight", "layer1.0.down_sample_layer.0.weight"):
+        target = "backbone." + name.replace("down_sample_layer.0.", "conv_down_sample.")
+        np.testing.assert_array_equal(trained[target], values[name], err_msg=name)
+    # A DCN block's 3x3 (model zoo `conv2`) was loaded and then trained a little.
+    start, end = values["layer2.0.conv2.weight"], trained["backbone.layer2.0.defconv.conv.weight"]
+    assert not np.array_equal(start, end)
+    assert np.abs(end - start).max() < 0.1 * np.abs(start).max()
 
 
 def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, tmp_path):
@@ -163,6 +208,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path)
     done = _train(tmp_path, data_root, "--epoch_size=4", "--base_lr=1e33", "--warmup_ratio=1e-35",
                   "--warmup_step=1000", check=False)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "training from scratch" in done.stderr  # the warning for --pre_trained none
     match = re.search(r"non-finite loss at global step (\d+)", done.stderr)
     assert match, done.stderr[-2000:]
     bad_step = int(match.group(1))

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mindspore import Tensor, ops
+from mindspore import Tensor, nn, ops
+
+from src.custom_ops import NmsWithMask, use_cpu_kernels
 
 # The original's (and MindSpore's) default limit on the decoded size change: |dw|, |dh| <= |log(0.016)|.
 DEFAULT_WH_RATIO_CLIP = 0.016
@@ -50,11 +52,10 @@ def boxes_inside(boxes: Tensor, img_meta: Tensor) -> Tensor:
     return ops.check_valid(boxes, img_meta)
 
 
-def nms_with_mask(dets: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
-    """Greedy NMS of dets (K, 5) [x1, y1, x2, y2, score].
-
-    Returns (dets sorted by descending score (K, 5), keep mask (K,) bool aligned with the sorted rows); the rows keep
-    their input order when the input is already sorted.
-    """
-    sorted_dets, _, keep = ops.NMSWithMask(iou_threshold)(dets)
-    return sorted_dets, keep
+def nms_with_mask(iou_threshold: float) -> nn.Cell:
+    """Greedy NMS as a cell: dets (K, 5) [x1, y1, x2, y2, score] -> (dets sorted by descending score (K, 5),
+    indices (K,) int32 = 0..K-1, keep mask (K,) bool aligned with the sorted rows). `ops.NMSWithMask`, or on the
+    CPU the custom kernel that gives its outputs without filling the whole K x K IoU matrix."""
+    if use_cpu_kernels():
+        return NmsWithMask(float(iou_threshold))
+    return ops.NMSWithMask(float(iou_threshold))

@@ -84,11 +84,14 @@ class DeformConv2d(nn.Cell):
         # On the CPU a C++ kernel computes the same layer 3-7x faster than ops.deformable_conv2d (bench_kernels.py).
         self.cpu_deform = DeformConv2dOriginal(stride) if use_cpu_kernels() else None
 
-    def construct(self, x: Tensor) -> Tensor:
+    def construct(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        """weight: used instead of conv.weight (a BatchNorm folded into it); offsets and mask come from x."""
+        if weight is None:
+            weight = self.conv.weight
         # One 27-channel conv instead of p_conv and m_conv separately: x is read once, forward and backward.
         offset_weight = ops.concat((self.p_conv.weight, self.m_conv.weight), axis=0).astype(x.dtype)
         offset_mask = ops.conv2d(x, offset_weight, stride=self.stride, pad_mode="pad", padding=PADDING)
         if self.cpu_deform is not None:
-            return self.cpu_deform(x, offset_mask, self.conv.weight)
-        return deform_conv2d_edge_clamped(x, self.conv.weight, offset_mask, self.stride)
+            return self.cpu_deform(x, offset_mask, weight)
+        return deform_conv2d_edge_clamped(x, weight, offset_mask, self.stride)
 

@@ -13,6 +13,15 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
                      weight_init="XavierUniform", bias_init="zeros")
 
 
+def upsample_nearest(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of x (N, C, h, w) to size (H, W), as ops.interpolate(mode="nearest"). An exact 2x
+    (every FPN level when the image size is a multiple of 32) is a broadcast: out[i, j] = x[i // 2, j // 2]."""
+    n, c, h, w = x.shape
+    if tuple(size) == (2 * h, 2 * w):
+        return ops.broadcast_to(x.reshape(n, c, h, 1, w, 1), (n, c, h, 2, w, 2)).reshape(n, c, 2 * h, 2 * w)
+    return ops.interpolate(x, size=size, mode="nearest")
+
+
 class FeatPyramidNeck(nn.Cell):
     """(c2, c3, c4, c5) -> (p2, p3, p4, p5, p6), every output with `out_channels` channels.
 
@@ -41,7 +50,7 @@ class FeatPyramidNeck(nn.Cell):
         laterals = [self.lateral_convs_list[i](inputs[i]) for i in range(self.num_levels)]
         merged = [laterals[-1]]  # coarse to fine
         for i in range(self.num_levels - 2, -1, -1):
-            upsampled = ops.interpolate(merged[-1], size=self.upsample_sizes[i], mode="nearest")
+            upsampled = upsample_nearest(merged[-1], self.upsample_sizes[i])
             merged.append(laterals[i] + upsampled)
         outs = ()
         for i in range(self.num_levels):

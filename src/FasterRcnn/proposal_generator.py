@@ -43,7 +43,7 @@ class Proposal(nn.Cell):
                              f"supported, got use_sigmoid_cls={use_sigmoid_cls}, num_classes={num_classes}")
         prefix = "rpn_proposal_" if training else "rpn_"
         nms_pre = getattr(cfg, prefix + "nms_pre")
-        self.nms_thr = float(getattr(cfg, prefix + "nms_thr"))
+        self.nms = nms_with_mask(getattr(cfg, prefix + "nms_thr"))
         self.max_num = getattr(cfg, prefix + "max_num")
         self.batch_size = batch_size
         self.num_levels = len(cfg.feature_shapes)
@@ -74,7 +74,7 @@ class Proposal(nn.Cell):
                 boxes = decode_boxes(ops.gather(anchor_list[level], top_index, 0),
                                      ops.gather(deltas[level][i], top_index, 0), self.max_shape, self.means,
                                      self.stds)
-                dets, keep = nms_with_mask(ops.concat((boxes, ops.reshape(top_scores, (-1, 1))), 1), self.nms_thr)
+                dets, _, keep = self.nms(ops.concat((boxes, ops.reshape(top_scores, (-1, 1))), 1))
                 level_dets += (dets,)
                 level_keep += (keep,)
             dets = ops.concat(level_dets, 0)

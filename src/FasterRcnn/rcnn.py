@@ -10,7 +10,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, initializer
 
-from src.FasterRcnn.box_ops import decode_boxes
+from src.FasterRcnn.box_ops import decode_boxes, nms_with_mask
 
 
 class DenseNoTranpose(nn.Cell):
@@ -120,7 +120,7 @@ class DetectionOutput(nn.Cell):
         self.max_shape = (cfg.img_height, cfg.img_width)
         self.means = tuple(cfg.rcnn_target_means)
         self.stds = tuple(cfg.rcnn_target_stds)
-        self.nms = ops.NMSWithMask(float(cfg.test_iou_thr))
+        self.nms = nms_with_mask(cfg.test_iou_thr)
         labels = np.repeat(np.arange(self.num_fg, dtype=np.int32), self.rois_per_image)
         self.labels = Tensor(labels.reshape(1, -1, 1))
 

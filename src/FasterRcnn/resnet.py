@@ -2,7 +2,7 @@
 
 Freezing as the original: the stem conv and all of layer1 take no gradient (c2 leaves through stop_gradient) and
 their BatchNorms have no trainable affine; layer2-4 are trainable; every BatchNorm normalises with its moving
-statistics, in training as in evaluation. `weights_update=True` unfreezes the stem conv and layer1 and
+statistics, in training as in evaluation (folded into the preceding conv's weight and a bias). `weights_update=True` unfreezes the stem conv and layer1 and
 `bn_training=True` makes the BatchNorms use batch statistics in training mode: both for training from scratch.
 """
 from __future__ import annotations
@@ -27,6 +27,22 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
                      has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
 
 
+def fold_batch_norm(weight: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Conv weight (O, I, kh, kw) and a BatchNorm on moving statistics -> (weight * scale, shift), so that
+    bn(conv(x, weight)) = conv(x, weight * scale) + shift with scale = gamma / sqrt(moving_var + eps). Gradients
+    reach weight, gamma and beta as through the unfolded pair; one cheap bias pass replaces the BatchNorm's."""
+    scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)
+    return weight * scale.reshape(-1, 1, 1, 1), bn.beta - bn.moving_mean * scale
+
+
+def _conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: Tensor, fold: bool) -> Tensor:
+    """bn(conv(x)); folded into the conv when the BatchNorm normalises with its moving statistics."""
+    if fold:
+        weight, shift = fold_batch_norm(conv.weight, bn)
+        return ops.bias_add(conv.conv2d(x, weight), shift)
+    return bn(conv(x))
+
+
 def _batch_norm(channels: int, affine: bool, bn_training: bool) -> nn.BatchNorm2d:
     """BatchNorm on moving statistics (the original), or on batch statistics in training mode if bn_training."""
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM, affine=affine, gamma_init="ones", beta_init="zeros",
@@ -36,7 +52,7 @@ def _batch_norm(channels: int, affine: bool, bn_training: bool) -> nn.BatchNorm2
 
 class _Bottleneck(nn.Cell):
     """1x1 -> 3x3 (stride here) -> 1x1 residual block; subclasses build and run the 3x3 (`_build_spatial`,
-    `_spatial`). Parameters are created in the original's order (a checkpoint lists them so)."""
+    `_spatial_bn`). Parameters are created in the original's order (a checkpoint lists them so)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, down_sample: bool, trainable: bool,
                  bn_training: bool):
@@ -49,6 +65,7 @@ class _Bottleneck(nn.Cell):
         self.conv3 = _conv(mid, out_channels, 1)
         self.bn3 = _batch_norm(out_channels, trainable, bn_training)
         self.down_sample = down_sample
+        self.fold_bn = not bn_training  # moving statistics in training too (the original); always in eval
         if down_sample:
             self.conv_down_sample = _conv(in_channels, out_channels, 1, stride=stride)
             self.bn_down_sample = _batch_norm(out_channels, trainable, bn_training)
@@ -56,16 +73,18 @@ class _Bottleneck(nn.Cell):
     def _build_spatial(self, channels: int, stride: int) -> None:
         raise NotImplementedError
 
-    def _spatial(self, x: Tensor) -> Tensor:
+    def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
+        """bn2 of the 3x3 conv, folded into it if `fold`."""
         raise NotImplementedError
 
     def construct(self, x: Tensor) -> Tensor:
-        out = ops.relu(self.bn1(self.conv1(x)))
-        out = ops.relu(self.bn2(self._spatial(out)))
-        out = self.bn3(self.conv3(out))
+        fold = self.fold_bn or not self.training
+        out = ops.relu(_conv_bn(self.conv1, self.bn1, x, fold))
+        out = ops.relu(self._spatial_bn(out, fold))
+        out = _conv_bn(self.conv3, self.bn3, out, fold)
         identity = x
         if self.down_sample:
-            identity = self.bn_down_sample(self.conv_down_sample(x))
+            identity = _conv_bn(self.conv_down_sample, self.bn_down_sample, x, fold)
         return ops.relu(out + identity)
 
 
@@ -82,8 +101,8 @@ class ResidualBlock(_Bottleneck):
     def _build_spatial(self, channels: int, stride: int) -> None:
         self.conv2 = _conv(channels, channels, 3, stride=stride, padding=1)
 
-    def _spatial(self, x: Tensor) -> Tensor:
-        return self.conv2(x)
+    def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
+        return _conv_bn(self.conv2, self.bn2, x, fold)
 
 
 class ResidualBlockDCN(_Bottleneck):
@@ -96,8 +115,11 @@ class ResidualBlockDCN(_Bottleneck):
     def _build_spatial(self, channels: int, stride: int) -> None:
         self.defconv = DeformConv2d(channels, channels, 3, stride=stride, padding=1)
 
-    def _spatial(self, x: Tensor) -> Tensor:
-        return self.defconv(x)
+    def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
+        if fold:
+            weight, shift = fold_batch_norm(self.defconv.conv.weight, self.bn2)
+            return ops.bias_add(self.defconv(x, weight), shift)
+        return self.bn2(self.defconv(x))
 
 
 def _make_stage(block: type, num_blocks: int, in_channels: int, out_channels: int, stride: int,
@@ -128,6 +150,7 @@ class ResNetFea(nn.Cell):
         self.conv1 = _conv(3, stem_channels, 7, stride=2, padding=3)
         self.conv1.weight.requires_grad = weights_update
         self.bn1 = _batch_norm(stem_channels, affine=False, bn_training=bn_training)
+        self.fold_bn = not bn_training
         # TF "SAME" padding: output ceil(H / 2), the odd padding row/column goes bottom/right.
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
         self.layer1 = _make_stage(ResidualBlock, layer_nums[0], in_channels[0], out_channels[0], 1,
@@ -140,7 +163,7 @@ class ResNetFea(nn.Cell):
                                   bn_training=bn_training)
 
     def construct(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        x = ops.relu(self.bn1(self.conv1(x)))
+        x = ops.relu(_conv_bn(self.conv1, self.bn1, x, self.fold_bn or not self.training))
         x = self.maxpool(x)
         c2 = self.layer1(x)
         if not self.weights_update:
