@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import NoReturn
 
 import mindspore as ms
 import numpy as np
@@ -64,7 +65,7 @@ DEVICE_AVAILABLE = {
 RUN_STATE_KEYS = ("epoch_num", "step_num", "learning_rate")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop with a one-line message on stderr and exit status 1 (no traceback)."""
     raise SystemExit(f"train.py: error: {message}")
 
@@ -133,12 +134,11 @@ def load_pretrained(cfg, net) -> None:
         report = load_backbone_pretrained(net, path)
     except (OSError, ValueError) as err:
         fail(f"--pre_trained {path!r}: {err}")
-    print(f"Pre-trained backbone {path}: {len(report['loaded'])} parameters loaded, "
-          f"{len(report['missing'])} missing (left at their initial values), "
-          f"{len(report['unexpected'])} unexpected (ignored)", flush=True)
-    for kind in ("missing", "unexpected"):
-        if report[kind]:
-            print(f"  {kind}: " + ", ".join(report[kind]), flush=True)
+    print(f"Pre-trained backbone {path}: {len(report['loaded'])} parameters loaded", flush=True)
+    if report["missing"]:
+        print(f"  missing (left at their initial values): {', '.join(report['missing'])}", flush=True)
+    if report["unexpected"]:
+        print(f"  unexpected (ignored): {', '.join(report['unexpected'])}", flush=True)
 
 
 def restore(train_cell, optimizer, path: str, steps_per_epoch: int) -> int:
