@@ -57,24 +57,28 @@ class Proposal(nn.Cell):
         self.suppressed = Tensor(np.full(sum(self.level_k), SUPPRESSED_SCORE, np.float32))
 
     def construct(self, cls_scores, bbox_preds, anchor_list):
-        scores, deltas = (), ()
+        # Per level: the top-k of every image at once; deltas gathered from the flattened (B * H * W * A, 4) map.
+        # (Slicing one image out of a full-resolution map costs more than the whole top-k on the CPU.)
+        level_top = ()
         for level in range(self.num_levels):
             cls_map = cls_scores[level].astype(mstype.float32)
             reg_map = bbox_preds[level].astype(mstype.float32)
             batch = cls_map.shape[0]
             # (B, A, H, W) -> (B, H * W * A) in anchor order (y, x, anchor)
-            scores += (ops.sigmoid(ops.reshape(ops.transpose(cls_map, (0, 2, 3, 1)), (batch, -1))),)
-            deltas += (ops.reshape(ops.transpose(reg_map, (0, 2, 3, 1)), (batch, -1, 4)),)
+            scores = ops.sigmoid(ops.reshape(ops.transpose(cls_map, (0, 2, 3, 1)), (batch, -1)))
+            deltas = ops.reshape(ops.transpose(reg_map, (0, 2, 3, 1)), (-1, 4))
+            top_scores, top_index = ops.topk(scores, self.level_k[level], sorted=True)
+            level_top += ((top_scores, top_index, deltas, scores.shape[1]),)
 
         proposals, masks = (), ()
         for i in range(self.batch_size):
             level_dets, level_keep = (), ()
             for level in range(self.num_levels):
-                top_scores, top_index = ops.topk(scores[level][i], self.level_k[level], sorted=True)
-                boxes = decode_boxes(ops.gather(anchor_list[level], top_index, 0),
-                                     ops.gather(deltas[level][i], top_index, 0), self.max_shape, self.means,
-                                     self.stds)
-                dets, _, keep = self.nms(ops.concat((boxes, ops.reshape(top_scores, (-1, 1))), 1))
+                top_scores, top_index, deltas, per_image = level_top[level]
+                boxes = decode_boxes(ops.gather(anchor_list[level], top_index[i], 0),
+                                     ops.gather(deltas, top_index[i] + i * per_image, 0), self.max_shape,
+                                     self.means, self.stds)
+                dets, _, keep = self.nms(ops.concat((boxes, ops.reshape(top_scores[i], (-1, 1))), 1))
                 level_dets += (dets,)
                 level_keep += (keep,)
             dets = ops.concat(level_dets, 0)

@@ -4,8 +4,9 @@
 // with +max, then read in reverse, i.e. by descending score, ties in that network's order); output the sorted
 // rows, the indices 0..N-1 and a keep mask: box j is dropped iff a kept box i < j has
 // inter / (area_i + area_j - inter) > threshold (areas without "+1", intersection clamped at 0 per side).
-// MindSpore fills the whole N x N IoU matrix; here an IoU is computed only for a kept i and a j not yet
-// dropped, which gives the same mask (the float expressions are the same, -ffp-contract=off).
+// MindSpore fills the whole N x N IoU matrix; here only the rows of kept boxes are computed (the others are
+// never consulted), branch-free over the later boxes, which gives the same mask (same float expressions,
+// IEEE division, -ffp-contract=off).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -51,18 +52,35 @@ std::vector<int> BitonicOrder(const float *dets, int n) {
   return order;
 }
 
-// NMSWithMask's decision: true when box b may stay next to the kept box a.
-inline bool Compatible(const float *a, const float *b, float threshold) {
-  const float x1 = std::max(a[0], b[0]);
-  const float y1 = std::max(a[1], b[1]);
-  const float x2 = std::min(a[2], b[2]);
-  const float y2 = std::min(a[3], b[3]);
-  const float width = std::max(x2 - x1, 0.0f);
-  const float height = std::max(y2 - y1, 0.0f);
-  const float area_a = (a[2] - a[0]) * (a[3] - a[1]);
-  const float area_b = (b[2] - b[0]) * (b[3] - b[1]);
-  const float combined = area_a + area_b;
-  return !(((width * height) / (combined - (width * height))) > threshold);
+// Boxes as columns, so that the greedy pass runs over contiguous arrays (vectorised by the compiler).
+struct Columns {
+  std::vector<float> x1, y1, x2, y2, area;
+  explicit Columns(const float *sorted, int n) : x1(n), y1(n), x2(n), y2(n), area(n) {
+    for (int b = 0; b < n; ++b) {
+      const float *row = sorted + static_cast<int64_t>(b) * kBoxCols;
+      x1[b] = row[0];
+      y1[b] = row[1];
+      x2[b] = row[2];
+      y2[b] = row[3];
+      area[b] = (row[2] - row[0]) * (row[3] - row[1]);
+    }
+  }
+};
+
+// Clears keep[j] for every j in (i, n) that the kept box i suppresses, with NMSWithMask's float expression:
+// suppressed iff inter / ((area_i + area_j) - inter) > threshold (a NaN ratio suppresses nothing).
+void SuppressAfter(const Columns &c, int i, int n, float threshold, uint8_t *keep) {
+  const float ax1 = c.x1[i], ay1 = c.y1[i], ax2 = c.x2[i], ay2 = c.y2[i], area_a = c.area[i];
+  const float *x1 = c.x1.data(), *y1 = c.y1.data(), *x2 = c.x2.data(), *y2 = c.y2.data(), *area = c.area.data();
+#pragma omp simd
+  for (int j = i + 1; j < n; ++j) {
+    const float width = std::max(std::min(ax2, x2[j]) - std::max(ax1, x1[j]), 0.0f);
+    const float height = std::max(std::min(ay2, y2[j]) - std::max(ay1, y1[j]), 0.0f);
+    const float inter = width * height;
+    const float combined = area_a + area[j];
+    const uint8_t suppressed = (inter / (combined - inter)) > threshold;
+    keep[j] &= static_cast<uint8_t>(1 - suppressed);
+  }
 }
 
 }  // namespace
@@ -92,14 +110,12 @@ extern "C" int NmsWithMask(int nparam, void **params, int *ndims, int64_t **shap
     std::memcpy(sorted + static_cast<int64_t>(b) * kBoxCols, dets + static_cast<int64_t>(order[b]) * kBoxCols,
                 kBoxCols * sizeof(float));
     index[b] = b;  // NMSWithMask returns the positions in the sorted output, not the input rows
-    keep[b] = true;
   }
+  const Columns columns(sorted, n);
+  std::vector<uint8_t> kept(n, 1);
   for (int i = 0; i + 1 < n; ++i) {
-    if (!keep[i]) continue;
-    const float *a = sorted + static_cast<int64_t>(i) * kBoxCols;
-    for (int j = i + 1; j < n; ++j) {
-      if (keep[j] && !Compatible(a, sorted + static_cast<int64_t>(j) * kBoxCols, threshold)) keep[j] = false;
-    }
+    if (kept[i]) SuppressAfter(columns, i, n, threshold, kept.data());
   }
+  for (int b = 0; b < n; ++b) keep[b] = kept[b] != 0;
   return 0;
 }
