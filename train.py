@@ -184,17 +184,25 @@ def modelarts_pre_process():
         config.pre_trained = os.path.join(config.load_path, config.pre_trained)
 
 
-@moxing_wrapper(pre_process=modelarts_pre_process)
-def train_fasterrcnn(cfg=config) -> None:
-    check_paths(cfg)
-    set_up_device(cfg)
-    ms.set_seed(SEED)
-    rank, device_num = set_up_parallel(cfg)
-    dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)
+def bn_phases(cfg) -> list[tuple[int, bool]]:
+    """(last epoch, BatchNorm on batch statistics) of each training phase: one phase, or with
+    resnet_bn_training and 0 < resnet_bn_training_epochs < epoch_size, batch statistics up to that epoch and
+    then the moving statistics, frozen, so that the last epochs train the network that evaluation runs."""
+    switch = int(cfg.resnet_bn_training_epochs)
+    if switch < 0:
+        fail(f"resnet_bn_training_epochs must be >= 0 (0: every epoch), got {switch}")
+    if cfg.resnet_bn_training and 0 < switch < cfg.epoch_size:
+        return [(switch, True), (cfg.epoch_size, False)]
+    return [(cfg.epoch_size, bool(cfg.resnet_bn_training))]
 
+
+def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, last_epoch: int,
+                resume: str) -> str | None:
+    """Train up to epoch `last_epoch` (of the cfg.epoch_size-epoch schedule), from scratch/--pre_trained or from
+    the checkpoint `resume`. Returns the last checkpoint written (None if none)."""
     net = FasterRcnnResnet50(cfg)
     net.set_train(True)
-    if not cfg.resume.strip():
+    if not resume:
         load_pretrained(cfg, net)  # a resumed run gets every weight from its checkpoint
     if cfg.device_target == "Ascend":
         net.to_float(mstype.float16)
@@ -206,16 +214,14 @@ def train_fasterrcnn(cfg=config) -> None:
     train_cell = TrainOneStepCell(net_with_loss, optimizer, sens=cfg.loss_scale, reduce_flag=device_num > 1,
                                   mean=True, degree=device_num, clip_norm=cfg.grad_clip_norm)
 
-    initial_step = 0
-    if cfg.resume.strip():
-        initial_step = restore(train_cell, optimizer, cfg.resume, steps_per_epoch)
+    initial_step = restore(train_cell, optimizer, resume, steps_per_epoch) if resume else 0
     initial_epoch = initial_step // steps_per_epoch
-    if initial_epoch >= cfg.epoch_size:
-        print(f"Nothing to do: the checkpoint is at epoch {initial_epoch}, epoch_size is {cfg.epoch_size}", flush=True)
-        return
-    if initial_step:
-        # Deterministic pipelines then deliver the batches the uninterrupted run would have seen.
-        dataset.set_init_step(initial_step)
+    if initial_epoch >= last_epoch:
+        print(f"Nothing to do: the checkpoint is at epoch {initial_epoch}, training ends at epoch {last_epoch}",
+              flush=True)
+        return resume or None
+    # Deterministic pipelines then deliver the batches the uninterrupted run would have seen.
+    dataset.set_init_step(initial_step)
 
     loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step)
     callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
@@ -227,10 +233,11 @@ def train_fasterrcnn(cfg=config) -> None:
                                          initial_step=initial_step)
         callbacks.append(checkpoint_cb)
 
-    print(f"Start training: epochs {initial_epoch + 1}..{cfg.epoch_size}, {steps_per_epoch} steps each, "
-          f"{device_num} device(s), {cfg.device_target}", flush=True)
+    bn_mode = "batch" if cfg.resnet_bn_training else "moving"
+    print(f"Start training: epochs {initial_epoch + 1}..{last_epoch} of {cfg.epoch_size}, {steps_per_epoch} steps "
+          f"each, {device_num} device(s), {cfg.device_target}, BatchNorm on {bn_mode} statistics", flush=True)
     start = time.time()
-    Model(train_cell).train(cfg.epoch_size, dataset, callbacks=callbacks,
+    Model(train_cell).train(last_epoch, dataset, callbacks=callbacks,
                             dataset_sink_mode=cfg.device_target != "CPU", initial_epoch=initial_epoch)
     latest = checkpoint_cb.latest if checkpoint_cb else None
     if loss_cb.nonfinite_step is not None:
@@ -240,6 +247,24 @@ def train_fasterrcnn(cfg=config) -> None:
     print(f"Training done in {time.time() - start:.0f} s"
           + (f" ({per_step:.2f} s/step after the first step)" if per_step else "")
           + (f"; last checkpoint {latest}" if latest else ""), flush=True)
+    return latest
+
+
+@moxing_wrapper(pre_process=modelarts_pre_process)
+def train_fasterrcnn(cfg=config) -> None:
+    check_paths(cfg)
+    set_up_device(cfg)
+    ms.set_seed(SEED)
+    phases = bn_phases(cfg)
+    rank, device_num = set_up_parallel(cfg)
+    resume = cfg.resume.strip()
+    for number, (last_epoch, bn_training) in enumerate(phases):
+        if number and resume is None:
+            fail(f"cannot switch the BatchNorm statistics after epoch {phases[0][0]}: no checkpoint was written "
+                 "(save_checkpoint is off, or this rank does not save)")
+        cfg.resnet_bn_training = bn_training
+        dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)  # a Model takes a dataset only once
+        resume = train_phase(cfg, dataset, steps_per_epoch, rank, device_num, last_epoch, resume)
 
 
 if __name__ == "__main__":

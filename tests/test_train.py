@@ -84,7 +84,7 @@ def _model_zoo_resnet50(path):
         name = name.replace("defconv.conv.weight", "conv2.weight")
         name = name.replace("conv_down_sample.", "down_sample_layer.0.")
         name = name.replace("bn_down_sample.", "down_sample_layer.1.")
-        entries.append({"name": name, "data": ms.Tensor(param.asnumpy() + 0.01)})
+        entries.append({"name": name, "data": ms.Tensor(param.asnumpy() * np.float32(1.01))})
     entries.append({"name": "end_point.weight", "data": ms.Tensor(np.ones((10, 2048), np.float32))})
     ms.save_checkpoint(entries, str(path))
     return {e["name"]: e["data"].asnumpy() for e in entries}
@@ -255,3 +255,21 @@ def test_demo_config_has_every_key_of_the_cpu_config():
     cfg = get_config([f"--config_path={ROOT}/demo_config.yaml"])
     assert cfg.device_target == "CPU"
     assert cfg.num_classes == len(cfg.coco_classes)
+
+
+def test_batch_norm_statistics_frozen_after_resnet_bn_training_epochs(data_root, tmp_path):
+    """Batch statistics in epoch 1 (moving statistics tracked), then frozen: epoch 2 leaves them as epoch 1 did,
+    while the weights keep training; one log and one lr schedule across both phases."""
+    done = _train(tmp_path, data_root, "--epoch_size=2", "--resnet_bn_training=True",
+                  "--resnet_bn_training_epochs=1", "--resnet_weights_update=True")
+    assert "epochs 1..1 of 2" in done.stdout and "BatchNorm on batch statistics" in done.stdout
+    assert "epochs 2..2 of 2" in done.stdout and "BatchNorm on moving statistics" in done.stdout
+    assert [(e, s) for e, s, _ in _losses(tmp_path / "loss_0.log")] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    ckpts = tmp_path / "save_ckpt" / "ckpt_0"
+    first, second = _params(ckpts / "faster_rcnn-1_2.ckpt"), _params(ckpts / "faster_rcnn-2_2.ckpt")
+    stat = "backbone.layer2.0.bn1.moving_mean"
+    assert np.any(first[stat] != 0)  # tracked in epoch 1 (initial value 0)
+    np.testing.assert_array_equal(second[stat], first[stat])
+    weight = "backbone.layer2.0.conv1.weight"
+    assert not np.array_equal(second[weight], first[weight])
+    assert int(second["global_step"][0]) == 4
