@@ -223,7 +223,7 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     # Deterministic pipelines then deliver the batches the uninterrupted run would have seen.
     dataset.set_init_step(initial_step)
 
-    loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step)
+    loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step, last_epoch=cfg.epoch_size)
     callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
     checkpoint_cb = None
     if cfg.save_checkpoint and (rank == 0 or not cfg.save_on_master):

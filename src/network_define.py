@@ -130,11 +130,13 @@ class LossCallBack(Callback):
     `<log_dir>/loss_<rank_id>.log` (the original's format; `step` counts within the epoch). Every `per_print_times`
     steps (0: never) prints epoch, step, the loss terms, seconds per step and the remaining time to stdout.
 
-    `initial_step`: global step the run starts from (resume), for messages only. After training, `nonfinite_step`
-    is the global step whose loss was NaN/Inf (None if none was).
+    `initial_step`: global step the run starts from (resume), for messages only; `last_epoch`: the epoch the whole
+    run ends with, when this `Model.train` call is only a part of it (shown as the epoch total, ETA to its end).
+    After training, `nonfinite_step` is the global step whose loss was NaN/Inf (None if none was).
     """
 
-    def __init__(self, per_print_times: int = 1, rank_id: int = 0, log_dir: str = ".", initial_step: int = 0):
+    def __init__(self, per_print_times: int = 1, rank_id: int = 0, log_dir: str = ".", initial_step: int = 0,
+                 last_epoch: int | None = None):
         super().__init__()
         if not isinstance(per_print_times, int) or per_print_times < 0:
             raise ValueError(f"per_print_times must be an int >= 0, got {per_print_times!r}")
@@ -142,6 +144,7 @@ class LossCallBack(Callback):
         self.rank_id = rank_id
         self.log_path = os.path.join(log_dir, f"loss_{rank_id}.log")
         self.initial_step = initial_step
+        self.last_epoch = last_epoch
         self.nonfinite_step: int | None = None
         self._start = time.time()
         self._last_step_end: float | None = None
@@ -179,14 +182,15 @@ class LossCallBack(Callback):
         run_steps = cb_params.epoch_num * steps_per_epoch
         if self._per_print_times and (cb_params.cur_step_num % self._per_print_times == 0
                                       or cb_params.cur_step_num == run_steps):
-            last_epoch = self.initial_step // steps_per_epoch + cb_params.epoch_num
+            last_epoch = self.last_epoch or self.initial_step // steps_per_epoch + cb_params.epoch_num
             parts = [f"epoch: {epoch}/{last_epoch} step: {step_in_epoch}/{steps_per_epoch}",
                      f"global step: {global_step}", f"total_loss: {loss:.5f}"]
             if terms is not None and len(terms) == len(LOSS_TERMS):
                 parts.append(" ".join(f"{name}: {value:.5f}" for name, value in zip(LOSS_TERMS[2:], terms[2:],
                                                                                       strict=True)))
             per_step = self.seconds_per_step()
-            remaining = run_steps - cb_params.cur_step_num
+            remaining = (last_epoch * steps_per_epoch - global_step if self.last_epoch
+                         else run_steps - cb_params.cur_step_num)
             parts.append(f"{per_step:.2f} s/step ETA {_format_duration(per_step * remaining)}")
             print(" | ".join(parts), flush=True)
 

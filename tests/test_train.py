@@ -264,6 +264,7 @@ def test_batch_norm_statistics_frozen_after_resnet_bn_training_epochs(data_root,
                   "--resnet_bn_training_epochs=1", "--resnet_weights_update=True")
     assert "epochs 1..1 of 2" in done.stdout and "BatchNorm on batch statistics" in done.stdout
     assert "epochs 2..2 of 2" in done.stdout and "BatchNorm on moving statistics" in done.stdout
+    assert re.search(r"epoch: 1/2 step: 2/2 \| global step: 2 \|", done.stdout)  # the run's epochs, not the phase's
     assert [(e, s) for e, s, _ in _losses(tmp_path / "loss_0.log")] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     ckpts = tmp_path / "save_ckpt" / "ckpt_0"
     first, second = _params(ckpts / "faster_rcnn-1_2.ckpt"), _params(ckpts / "faster_rcnn-2_2.ckpt")
