@@ -184,6 +184,11 @@ def modelarts_pre_process():
         config.pre_trained = os.path.join(config.load_path, config.pre_trained)
 
 
+def saves_checkpoints(cfg, rank: int) -> bool:
+    """Whether this rank writes checkpoints (rank 0 only when save_on_master)."""
+    return bool(cfg.save_checkpoint) and (rank == 0 or not cfg.save_on_master)
+
+
 def bn_phases(cfg) -> list[tuple[int, bool]]:
     """(last epoch, BatchNorm on batch statistics) of each training phase: one phase, or with
     resnet_bn_training and 0 < resnet_bn_training_epochs < epoch_size, batch statistics up to that epoch and
@@ -226,7 +231,7 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step, last_epoch=cfg.epoch_size)
     callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
     checkpoint_cb = None
-    if cfg.save_checkpoint and (rank == 0 or not cfg.save_on_master):
+    if saves_checkpoints(cfg, rank):
         checkpoint_cb = AtomicCheckpoint(os.path.join(cfg.save_checkpoint_path, f"ckpt_{rank}"),
                                          save_checkpoint_steps=cfg.save_checkpoint_epochs * steps_per_epoch,
                                          keep_checkpoint_max=cfg.keep_checkpoint_max, prefix=CHECKPOINT_PREFIX,
@@ -257,11 +262,12 @@ def train_fasterrcnn(cfg=config) -> None:
     ms.set_seed(SEED)
     phases = bn_phases(cfg)
     rank, device_num = set_up_parallel(cfg)
+    if len(phases) > 1 and not saves_checkpoints(cfg, rank):
+        # The second phase continues from the first one's last checkpoint.
+        fail(f"resnet_bn_training_epochs={cfg.resnet_bn_training_epochs} needs checkpoints on every rank "
+             "(save_checkpoint=True, and save_on_master=False when training on several devices)")
     resume = cfg.resume.strip()
-    for number, (last_epoch, bn_training) in enumerate(phases):
-        if number and resume is None:
-            fail(f"cannot switch the BatchNorm statistics after epoch {phases[0][0]}: no checkpoint was written "
-                 "(save_checkpoint is off, or this rank does not save)")
+    for last_epoch, bn_training in phases:
         cfg.resnet_bn_training = bn_training
         dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)  # a Model takes a dataset only once
         resume = train_phase(cfg, dataset, steps_per_epoch, rank, device_num, last_epoch, resume)

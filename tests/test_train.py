@@ -274,3 +274,11 @@ def test_batch_norm_statistics_frozen_after_resnet_bn_training_epochs(data_root,
     weight = "backbone.layer2.0.conv1.weight"
     assert not np.array_equal(second[weight], first[weight])
     assert int(second["global_step"][0]) == 4
+
+
+def test_batch_norm_phases_without_checkpoints_fail_before_training(data_root, tmp_path):
+    done = _train(tmp_path, data_root, "--epoch_size=2", "--resnet_bn_training=True", "--resnet_bn_training_epochs=1",
+                  "--save_checkpoint=False", check=False)
+    assert done.returncode == 1
+    assert "resnet_bn_training_epochs=1 needs checkpoints on every rank" in done.stderr
+    assert "Start training" not in done.stdout
