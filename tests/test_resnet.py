@@ -199,6 +199,27 @@ def test_bn_training_uses_batch_statistics_in_training_mode():
     assert np.all(frozen.bn1.moving_mean.asnumpy() == 0)
 
 
+@pytest.mark.parametrize("weights_update", [False, True])
+def test_zero_init_residual_starts_each_trainable_block_as_its_shortcut(weights_update):
+    net = ResNetFea(**TINY, weights_update=weights_update, zero_init_residual=True)
+    net.set_train(True)
+    reference = ResNetFea(**TINY, weights_update=weights_update)
+    for layer_name in ("layer1", "layer2", "layer3", "layer4"):
+        zeroed = layer_name != "layer1" or weights_update  # layer1's BatchNorms have no affine when frozen
+        for block, ref_block in zip(getattr(net, layer_name), getattr(reference, layer_name), strict=True):
+            gamma = block.bn3.gamma.asnumpy()
+            np.testing.assert_array_equal(gamma, np.zeros_like(gamma) if zeroed else ref_block.bn3.gamma.asnumpy())
+    # an identity-shortcut block is relu(0 + x) = x on non-negative input; a projection block is relu(shortcut)
+    x = np.abs(np.random.default_rng(4).standard_normal((2, 32, 16, 16))).astype(np.float32)
+    np.testing.assert_allclose(net.layer2[1](Tensor(x)).asnumpy(), x, rtol=0, atol=0)
+    first = net.layer2[0]
+    weight = first.conv_down_sample.weight.asnumpy()[:, :, 0, 0]  # (out, in), stride 2; BatchNorm at (0, 1)
+    shortcut = np.einsum("oi,nihw->nohw", weight, np.abs(np.random.default_rng(5).standard_normal(
+        (2, 16, 16, 16))).astype(np.float32)[:, :, ::2, ::2]) / np.sqrt(1 + first.bn_down_sample.eps)
+    x2 = np.abs(np.random.default_rng(5).standard_normal((2, 16, 16, 16))).astype(np.float32)
+    np.testing.assert_allclose(first(Tensor(x2)).asnumpy(), np.maximum(shortcut, 0), rtol=1e-5, atol=1e-6)
+
+
 def test_rejects_wrong_stage_count():
     with pytest.raises(ValueError, match="4 stages"):
         ResNetFea([3, 4, 6], [64, 256, 512], [256, 512, 1024])

@@ -54,7 +54,8 @@ class FasterRcnnResnet50(nn.Cell):
         self.anchor_list = tuple(Tensor(anchors) for anchors in multi_level_anchors(cfg))
 
         self.backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels,
-                                  weights_update=cfg.resnet_weights_update, bn_training=cfg.resnet_bn_training)
+                                  weights_update=cfg.resnet_weights_update, bn_training=cfg.resnet_bn_training,
+                                  zero_init_residual=cfg.resnet_zero_init_residual)
         self.fpn_neck = FeatPyramidNeck(cfg.fpn_in_channels, cfg.fpn_out_channels, cfg.fpn_num_outs,
                                         cfg.feature_shapes)
         self.rpn_with_loss = RPN(cfg, cfg.batch_size, cfg.rpn_in_channels, cfg.rpn_feat_channels, cfg.num_anchors,

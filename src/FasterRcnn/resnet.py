@@ -4,7 +4,8 @@ Freezing as the original: the stem conv and all of layer1 take no gradient (c2 l
 their BatchNorms have no trainable affine; layer2-4 are trainable; every BatchNorm normalises with its moving
 statistics, in training as in evaluation (computed as the preceding conv with the BatchNorm folded into its weight,
 plus a bias). `weights_update=True` unfreezes the stem conv and layer1 and `bn_training=True` makes the BatchNorms
-use batch statistics in training mode: both for training from scratch.
+use batch statistics in training mode, `zero_init_residual=True` starts each trainable block as its shortcut: all
+for training from scratch.
 """
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ class ResNetFea(nn.Cell):
     """
 
     def __init__(self, layer_nums: Sequence[int], in_channels: Sequence[int], out_channels: Sequence[int],
-                 weights_update: bool = False, bn_training: bool = False):
+                 weights_update: bool = False, bn_training: bool = False, zero_init_residual: bool = False):
         super().__init__()
         if not len(layer_nums) == len(in_channels) == len(out_channels) == NUM_STAGES:
             raise ValueError(f"ResNetFea needs {NUM_STAGES} stages in layer_nums, in_channels and out_channels, got "
@@ -162,6 +163,16 @@ class ResNetFea(nn.Cell):
                                   bn_training=bn_training)
         self.layer4 = _make_stage(ResidualBlockDCN, layer_nums[3], in_channels[3], out_channels[3], 2,
                                   bn_training=bn_training)
+        if zero_init_residual:
+            self._zero_init_residual()
+
+    def _zero_init_residual(self) -> None:
+        """Every trainable block's last BatchNorm scale starts at 0, so the block starts as its shortcut (Goyal et
+        al. 2017; torchvision's zero_init_residual): from scratch, the deep residual stack starts shallow."""
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                if block.bn3.gamma.requires_grad:
+                    block.bn3.gamma.set_data(ops.zeros_like(block.bn3.gamma))
 
     def construct(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x = ops.relu(_conv_bn(self.conv1, self.bn1, x, self.fold_bn or not self.training))
