@@ -7,7 +7,9 @@ One value per training step (index = global step, counted from 0 over all epochs
 
 total = steps_per_epoch * (epoch_size + 1): the original divides by the whole (one epoch too long) step count, not by
 the steps left after the warm-up, so the rate never reaches zero during training; the list itself is also one epoch
-longer than the run. The rate is NOT scaled by the number of devices: steps_per_epoch is the per-rank batch count, and
+longer than the run. With `lr_cosine_to_zero` (a key of this port, for short from-scratch runs such as the demo) the
+cosine spans the steps of the run after the warm-up instead and reaches 0 after the last step (0 beyond it). The rate
+is NOT scaled by the number of devices: steps_per_epoch is the per-rank batch count, and
 the original uses the same base_lr for 1 and 8 devices (the model-zoo facts win over the issue text here).
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ def cosine_lr(base_lr: float, warmup_steps: int, total_steps: int, step: int) ->
 def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
     """Per-step learning rates for a run of `config.epoch_size` epochs of `steps_per_epoch` steps.
 
-    Reads config.base_lr, warmup_step, warmup_ratio, epoch_size. Returns a list of
+    Reads config.base_lr, warmup_step, warmup_ratio, epoch_size, lr_cosine_to_zero. Returns a list of
     steps_per_epoch * (epoch_size + 1) floats (the original's length; the last epoch is never used).
     """
     if steps_per_epoch <= 0:
@@ -43,8 +45,15 @@ def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
         raise ValueError(f"warmup_step must be >= 0, got {config.warmup_step}")
     base_lr = float(config.base_lr)
     total_steps = steps_per_epoch * (config.epoch_size + 1)
+    run_steps = steps_per_epoch * config.epoch_size
+    to_zero = bool(config.lr_cosine_to_zero)
+    if to_zero and warmup_steps >= run_steps:
+        raise ValueError(f"lr_cosine_to_zero needs warmup_step ({warmup_steps}) < the run's {run_steps} steps")
+    # The original: cos(pi * (i - warmup) / total); to zero: cos(pi * (i - warmup) / (run - warmup)), pi at i = run.
+    cosine_steps = run_steps - warmup_steps if to_zero else total_steps
     return [
         warmup_lr(base_lr, float(config.warmup_ratio), warmup_steps, i) if i < warmup_steps
-        else cosine_lr(base_lr, warmup_steps, total_steps, i)
+        else 0.0 if to_zero and i >= run_steps
+        else cosine_lr(base_lr, warmup_steps, cosine_steps, i)
         for i in range(total_steps)
     ]

@@ -63,3 +63,20 @@ def test_not_scaled_by_device_count():
 def test_empty_data_set_is_a_clear_error(steps):
     with pytest.raises(ValueError, match="steps_per_epoch"):
         dynamic_lr(_cfg(), steps_per_epoch=steps)
+
+
+def test_cosine_to_zero_spans_the_run_after_the_warmup():
+    lr = dynamic_lr(_cfg(lr_cosine_to_zero=True), steps_per_epoch=100)
+    assert len(lr) == 100 * (9 + 1)
+    assert lr[:500] == dynamic_lr(_cfg(), steps_per_epoch=100)[:500]  # the warm-up is unchanged
+    # Run = 900 steps, cosine over the 400 after the warm-up: half-way (step 700) is base_lr / 2.
+    assert lr[700] == pytest.approx(0.02, abs=1e-12)
+    # Last step of the run: 0.04 * (1 + cos(pi * 399 / 400)) / 2 = 0.02 * (1 - cos(pi / 400)).
+    assert lr[899] == pytest.approx(0.02 * (1 - math.cos(math.pi / 400)), rel=1e-12)
+    assert lr[899] > 0
+    assert lr[900:] == [0.0] * 100
+
+
+def test_cosine_to_zero_needs_steps_after_the_warmup():
+    with pytest.raises(ValueError, match="warmup_step"):
+        dynamic_lr(_cfg(lr_cosine_to_zero=True, warmup_step=900), steps_per_epoch=100)
