@@ -22,7 +22,8 @@ lint: setup
 
 # The demo: a synthetic data set (COCO layout, 6 COCO classes), training from scratch on the CPU with
 # demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
-# checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation (postprogress.py).
+# checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation
+# (postprogress.py).
 # Outputs in $(DEMO_DIR)/: data/, train/ (log, loss_0.log, save_ckpt/), eval/ (mAP.log), infer/ (*.mindir, acc.log).
 DEMO_DIR ?= demo_out
 DEMO_TRAIN_IMAGES ?= 200
