@@ -6,7 +6,7 @@
 RoIAlign: `--num_rois` RoIs (default 1280 = 2 images x 640, as one training step) on the FPN maps P2..P5 of a
 batch-2 image, 256 channels: the original's way (MindSpore ROIAlign on all 4 levels, then select) vs
 MultiLevelRoIAlign. DCN: one deformable layer after its p_conv/m_conv (sampling + contraction, gradients to x,
-offsets/mask logits and weight): `ops.deformable_conv2d` with the offset transform of fidelity/README.md (as
+offsets/mask logits and weight): `ops.deformable_conv2d` with the offset transform of tests/data/FIDELITY.md (as
 DeformConv2d runs it without the CPU kernel) vs DeformConv2dOriginal. GRAPH_MODE, times in seconds, min (and
 median) over --reps runs after one warm-up (runs of the two implementations alternate). The machine may be shared:
 compare the min of two invocations.

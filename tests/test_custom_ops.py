@@ -3,7 +3,7 @@
 References: MultiLevelRoIAlign vs the original's way (ops.ROIAlign on all four levels + per-RoI select) and vs a
 NumPy RoIAlign with MindSpore's CPU rules (both in tests/roi_align_reference.py); DeformConv2dOriginal vs the
 original's DCN formula written with MindSpore ops (its autodiff is the original's gradient), vs
-ops.deformable_conv2d with the offset transform of fidelity/README.md, and vs a float64 NumPy formula (forward and
+ops.deformable_conv2d with the offset transform of tests/data/FIDELITY.md, and vs a float64 NumPy formula (forward and
 finite differences).
 """
 
@@ -217,7 +217,7 @@ def original_dcn(x, offset_mask, weight, stride):
 
 
 def deformable_conv2d_op(x, offset_mask, weight, stride):
-    """ops.deformable_conv2d with the offset transform of fidelity/README.md."""
+    """ops.deformable_conv2d with the offset transform of tests/data/FIDELITY.md."""
     _, _, h, w = x.shape
     taps, out_h, out_w = offset_mask.shape[1] // 3, *offset_mask.shape[2:]
     offsets, mask_logits = offset_mask[:, :2 * taps], offset_mask[:, 2 * taps:]
@@ -362,10 +362,31 @@ def test_dcn_rejects_bad_inputs():
     weight = Tensor(np.zeros((2, 3, 3, 3), np.float32))
     with pytest.raises(ValueError, match="offset_mask"):
         dcn(x, Tensor(np.zeros((1, 18, 5, 5), np.float32)), weight)
-    with pytest.raises(TypeError, match="float32"):
-        dcn(x, Tensor(np.zeros((1, 27, 5, 5), np.float16)), weight)
+    with pytest.raises(TypeError, match="float32"):  # the kernel itself; the cell casts (next test)
+        dcn.sample(x, Tensor(np.zeros((1, 27, 5, 5), np.float16)), dcn.stride)
     with pytest.raises(ValueError, match="stride"):
         DeformConv2dOriginal(0)
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_dcn_computes_float16_inputs_in_float32(mode):
+    """A network run with to_float(float16) hands the kernel float16: it computes in float32, answers in float16, and
+    its gradients come back in float16."""
+    rng = np.random.default_rng(11)
+    x, offset_mask, weight, dout = (rng.standard_normal(shape).astype(np.float16)
+                                    for shape in ((1, 4, 7, 7), (1, 27, 7, 7), (3, 4, 3, 3), (1, 3, 7, 7)))
+    dcn = DeformConv2dOriginal(1)
+    previous = ms.get_context("mode")
+    ms.set_context(mode=mode)
+    try:
+        out = dcn(Tensor(x), Tensor(offset_mask), Tensor(weight))
+        want = dcn(*(Tensor(t.astype(np.float32)) for t in (x, offset_mask, weight)))
+        grads = DcnGradStep(dcn)(*(Tensor(t) for t in (x, offset_mask, weight, dout)))
+    finally:
+        ms.set_context(mode=previous)
+    assert out.dtype == ms.float16
+    np.testing.assert_array_equal(out.asnumpy(), want.asnumpy().astype(np.float16))
+    assert [g.dtype for g in grads] == [ms.float16] * 4
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """DeformConv2d against a NumPy transcription of the original layer's closed form.
 
-Reference (fidelity/README.md): out(i, j) = sum_k W[:, :, a, b] . sigmoid(m_k) . bilinear(x, r, c) with
+Reference (tests/data/FIDELITY.md): out(i, j) = sum_k W[:, :, a, b] . sigmoid(m_k) . bilinear(x, r, c) with
 r = clip(s*i + a + dy_k, 0, H-1), c = clip(s*j + b + dx_k, 0, W-1), floor corners, upper corner clipped to the
 map; p_conv channels [0, 9) are dy and [9, 18) dx. Gradients are the original's: the clip passes the gradient
 on its boundary, the floor none, and a tap lying on the last row/column has coinciding corners (zero slope).

@@ -173,11 +173,18 @@ def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, t
     ref, new = _params(reference / "faster_rcnn-2_2.ckpt"), _params(resumed / "faster_rcnn-2_2.ckpt")
     assert set(ref) == set(new)
     assert new["global_step"].item() == 4
-    # Up to float rounding: the samplers return the (same) sampled sets in a random order, so sums run in another
-    # order. Tolerance relative to each tensor's scale (elementwise relative errors blow up near zero).
+    # The two steps of epoch 2 changed every tensor as they did in the uninterrupted run: the difference of the
+    # updates (state - epoch-1 state) within 1 % of the update's norm. Not bitwise: the samplers return the same
+    # sets in another random order, CPU reductions are not bit-reproducible, and a rounding-level change can move a
+    # proposal across an NMS or IoU threshold, changing a few RoIs' contributions (measured up to 1.2e-4). A lost
+    # momentum state or a learning rate from the wrong step changes the updates by tens of percent.
+    start = _params(reference / "faster_rcnn-1_2.ckpt")
     for key in ref:
-        scale = max(float(np.abs(ref[key]).max()), 1e-6)
-        assert float(np.abs(new[key].astype(np.float64) - ref[key]).max()) <= 1e-3 * scale, key
+        if ref[key].dtype.kind != "f" or key not in start:
+            continue
+        ref_update = ref[key].astype(np.float64) - start[key]
+        new_update = new[key].astype(np.float64) - start[key]
+        assert np.linalg.norm(new_update - ref_update) <= 1e-2 * np.linalg.norm(ref_update), key
 
 
 def test_checkpoint_reload_gives_the_same_outputs(uninterrupted):

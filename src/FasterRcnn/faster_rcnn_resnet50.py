@@ -78,6 +78,14 @@ class FasterRcnnResnet50(nn.Cell):
         self.train_roi_batch_index = _batch_index_column(cfg.batch_size, train_rois_per_image)
         self.test_roi_batch_index = _batch_index_column(cfg.test_batch_size, cfg.rpn_max_num)
 
+    def to_float(self, dst_type) -> FasterRcnnResnet50:
+        """Run the convolutions and fully connected layers (backbone, FPN, RPN head, R-CNN head) in `dst_type`
+        (float16 on Ascend, as the original); the network's inputs, anchors, box coordinates, targets, RoI pooling,
+        NMS and losses stay float32."""
+        for cell in (self.backbone, self.fpn_neck, self.rpn_with_loss.rpn_convs_list, self.rcnn):
+            cell.to_float(dst_type)
+        return self
+
     def __setattr__(self, name, value):
         if isinstance(value, nn.Cell):
             name = ORIGINAL_CELL_NAMES.get(name, name)
@@ -112,10 +120,14 @@ class FasterRcnnResnet50(nn.Cell):
         labels = ops.stop_gradient(ops.concat(labels)).astype(ms.int32)
         masks = ops.stop_gradient(ops.concat(masks)).reshape(-1).astype(ms.bool_)
 
-        roi_feats = self.roi_align(rois, *feats[:self.num_roi_levels])
+        roi_feats = self.roi_align(rois, *self.roi_levels_float32(feats))
         cls_logits, box_deltas = self.rcnn(roi_feats)
         rcnn_loss, rcnn_cls_loss, rcnn_reg_loss = self.rcnn.loss(cls_logits, box_deltas, targets, labels, masks)
         return rpn_loss, rcnn_loss, rpn_cls_loss, rpn_reg_loss, rcnn_cls_loss, rcnn_reg_loss
+
+    def roi_levels_float32(self, feats):
+        """The pooled FPN levels (P2..P5) in float32: RoI pooling runs in float32 whatever the convolutions run in."""
+        return tuple(feat.astype(ms.float32) for feat in feats[:self.num_roi_levels])
 
     def detect(self, feats, img_metas):
         """Inference: proposals -> R-CNN -> per-class candidate detections (see the class docstring)."""
@@ -128,7 +140,7 @@ class FasterRcnnResnet50(nn.Cell):
         valid = ops.concat(proposal_masks)
         rois = ops.concat((self.test_roi_batch_index, boxes), axis=1)
 
-        roi_feats = self.roi_align(rois, *feats[:self.num_roi_levels])
+        roi_feats = self.roi_align(rois, *self.roi_levels_float32(feats))
         cls_logits, box_deltas = self.rcnn(roi_feats)
         return self.detection_output(cls_logits, box_deltas, boxes, valid, img_metas)
 
@@ -141,6 +153,11 @@ class FasterRcnnInfer(nn.Cell):
         super().__init__()
         self.network = FasterRcnnResnet50(cfg)
         self.network.set_train(False)
+
+    def to_float(self, dst_type) -> FasterRcnnInfer:
+        """As FasterRcnnResnet50.to_float: the inputs and the box computations stay float32."""
+        self.network.to_float(dst_type)
+        return self
 
     def construct(self, img, img_metas):
         return self.network(img, img_metas, None, None, None)

@@ -37,7 +37,8 @@ class Rcnn(nn.Cell):
         representation_size: flattened RoI feature size (rcnn_in_channels * out_size**2).
         num_classes: classes including background (81 for COCO).
 
-    construct(roi_feats (R, C, S, S)) -> (cls_logits (R, num_classes), box_deltas (R, num_classes * 4)).
+    construct(roi_feats (R, C, S, S)) -> (cls_logits (R, num_classes), box_deltas (R, num_classes * 4)), float32
+    whatever dtype the layers compute in (float16 after to_float).
     """
 
     def __init__(self, cfg, representation_size: int, num_classes: int):
@@ -53,11 +54,18 @@ class Rcnn(nn.Cell):
         self.reg_scores = DenseNoTranpose(hidden, num_classes * 4, Normal(0.01))
         self.softmax_cross_entropy = ops.SoftmaxCrossEntropyWithLogits()
 
+    def to_float(self, dst_type) -> Rcnn:
+        """The fully connected layers compute in `dst_type`; the loss (a method, whose inputs a flagged cell would
+        cast too) stays float32."""
+        for layer in (self.shared_fc_0, self.shared_fc_1, self.cls_scores, self.reg_scores):
+            layer.to_float(dst_type)
+        return self
+
     def construct(self, roi_feats: Tensor) -> tuple[Tensor, Tensor]:
         x = roi_feats.reshape(roi_feats.shape[0], -1)
         x = ops.relu(self.shared_fc_0(x))
         x = ops.relu(self.shared_fc_1(x))
-        return self.cls_scores(x), self.reg_scores(x)
+        return self.cls_scores(x).astype(ms.float32), self.reg_scores(x).astype(ms.float32)
 
     def loss(self, cls_logits: Tensor, box_deltas: Tensor, bbox_targets: Tensor, labels: Tensor,
              mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

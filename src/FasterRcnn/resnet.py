@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
@@ -29,18 +30,22 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
                      has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
 
 
-def fold_batch_norm(weight: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+def fold_batch_norm(weight: Tensor, bn: nn.BatchNorm2d, dtype=ms.float32) -> tuple[Tensor, Tensor]:
     """Conv weight (O, I, kh, kw) and a BatchNorm on moving statistics -> (weight * scale, shift), so that
     bn(conv(x, weight)) = conv(x, weight * scale) + shift with scale = gamma / sqrt(moving_var + eps). Gradients
-    reach weight, gamma and beta as through the unfolded pair; one cheap bias pass replaces the BatchNorm's."""
-    scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)
-    return weight * scale.reshape(-1, 1, 1, 1), bn.beta - bn.moving_mean * scale
+    reach weight, gamma and beta as through the unfolded pair; one cheap bias pass replaces the BatchNorm's.
+    Folded from the float32 parameters, returned in `dtype` (the activations' dtype: float16 after to_float)."""
+    weight = weight.astype(ms.float32)
+    gamma, beta = bn.gamma.astype(ms.float32), bn.beta.astype(ms.float32)
+    mean, variance = bn.moving_mean.astype(ms.float32), bn.moving_variance.astype(ms.float32)
+    scale = gamma / ops.sqrt(variance + bn.eps)
+    return (weight * scale.reshape(-1, 1, 1, 1)).astype(dtype), (beta - mean * scale).astype(dtype)
 
 
 def _conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: Tensor, fold: bool) -> Tensor:
     """bn(conv(x)); folded into the conv when the BatchNorm normalises with its moving statistics."""
     if fold:
-        weight, shift = fold_batch_norm(conv.weight, bn)
+        weight, shift = fold_batch_norm(conv.weight, bn, x.dtype)
         return ops.bias_add(conv.conv2d(x, weight), shift)
     return bn(conv(x))
 
@@ -119,7 +124,7 @@ class ResidualBlockDCN(_Bottleneck):
 
     def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
         if fold:
-            weight, shift = fold_batch_norm(self.defconv.conv.weight, self.bn2)
+            weight, shift = fold_batch_norm(self.defconv.conv.weight, self.bn2, x.dtype)
             return ops.bias_add(self.defconv(x, weight), shift)
         return self.bn2(self.defconv(x))
 

@@ -1,7 +1,6 @@
 """Region proposal network: one conv head shared by every FPN level, and its training loss."""
 from __future__ import annotations
 
-import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
@@ -66,8 +65,6 @@ class RPN(nn.Cell):
         self.batch_size = batch_size
         # One head for all levels; the CellList keeps the original's checkpoint names (rpn_convs_list.0.*).
         head = RpnRegClsBlock(in_channels, feat_channels, num_anchors, cls_out_channels)
-        if ms.get_context("device_target") == "Ascend":
-            head.to_float(mstype.float16)
         self.rpn_convs_list = nn.CellList([head])
         self.cls_out_channels = cls_out_channels
         self.get_targets = BboxAssignSample(cfg, batch_size, cfg.num_bboxes, False)

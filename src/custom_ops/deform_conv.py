@@ -1,6 +1,6 @@
 """The original model's modulated deformable convolution as a CPU custom op plus one batched matmul.
 
-What it computes (the original DeformConv2d, fidelity/README.md): for output pixel (i, j) and tap k = 3a + b,
+What it computes (the original DeformConv2d, tests/data/FIDELITY.md): for output pixel (i, j) and tap k = 3a + b,
 sample x bilinearly at row clip(s*i + a + dy_k, 0, H-1), column clip(s*j + b + dx_k, 0, W-1) (edge
 replication), multiply by sigmoid(mask_logit_k), and contract with the conv weight. The sampling and its
 gradient to x and to the offsets/mask logits are `deform_sampling.cc`; the contraction is MindSpore's matmul.
@@ -33,12 +33,13 @@ class DeformConv2dOriginal(nn.Cell):
     Args:
         stride: the convolution stride s (the stride of the conv that produced offset_mask).
 
-    Inputs:
-        x (N, C, H, W) float32;
-        offset_mask (N, 27, Ho, Wo) float32: channels [0, 9) row offsets dy (= p_conv(x)[:, :9]), [9, 18) column
+    Inputs (float32; float16 inputs, as in a network run with `to_float(float16)`, are computed in float32 and the
+    output returned in x's dtype, as torchvision's autocast does for its detection ops):
+        x (N, C, H, W);
+        offset_mask (N, 27, Ho, Wo): channels [0, 9) row offsets dy (= p_conv(x)[:, :9]), [9, 18) column
             offsets dx (= p_conv(x)[:, 9:]), [18, 27) mask logits before the sigmoid (= m_conv(x)); tap k = 3a + b;
         weight (O, C, 3, 3) = conv.weight.
-    Output: (N, O, Ho, Wo) float32. Gradients flow to x, offset_mask and weight.
+    Output: (N, O, Ho, Wo) in x's dtype. Gradients flow to x, offset_mask and weight.
     """
 
     def __init__(self, stride: int):
@@ -77,7 +78,9 @@ class DeformConv2dOriginal(nn.Cell):
     def construct(self, x, offset_mask, weight):
         n = x.shape[0]
         out_channels = weight.shape[0]
+        dtype = x.dtype
+        x, offset_mask, weight = (t.astype(mstype.float32) for t in (x, offset_mask, weight))
         col = self.sample(x, offset_mask, self.stride)
         taps_major = weight.transpose(0, 2, 3, 1).reshape(out_channels, -1)  # (O, K*K*C), index k*C + c
         out = self.contract(ops.broadcast_to(taps_major, (n,) + taps_major.shape), col)
-        return out.reshape(n, out_channels, offset_mask.shape[2], offset_mask.shape[3])
+        return out.reshape(n, out_channels, offset_mask.shape[2], offset_mask.shape[3]).astype(dtype)
