@@ -14,21 +14,17 @@ import sys
 import time
 
 import cv2
-import mindspore as ms
 import mindspore.dataset as de
 import numpy as np
 from pycocotools.coco import COCO
 
-from src.data_sources import DataError
-from src.dataset import create_fasterrcnn_dataset, create_mindrecord
-from src.FasterRcnn import FasterRcnnResnet50
-from src.model_utils.config import config
-from src.model_utils.device_adapter import get_device_id
-from src.model_utils.moxing_adapter import moxing_wrapper
-from src.network_checkpoint import CheckpointError, load_for_inference
+from src.dataset import create_fasterrcnn_dataset
+from src.errors import CheckpointError, DataError
+from src.mindrecord import create_mindrecord
+from src.progress import Progress
+from src.runtime import device_id, load_inference_network, run_job, set_up_device
 from src.util import (
     RESULTS_PREFIX,
-    Progress,
     bbox2result_1image,
     category_map,
     check_image_order,
@@ -43,24 +39,6 @@ from src.visualize import draw_detections, network_input_to_bgr, save_png
 MINDRECORD_PREFIX = "FasterRcnn_eval.mindrecord"
 ACCLOG_NAME = "mAP.log"
 VISUALIZE_DIR = "visualize"
-
-
-def set_up_context(cfg) -> None:
-    ms.set_context(mode=ms.GRAPH_MODE if cfg.run_mode == "GRAPH" else ms.PYNATIVE_MODE)
-    ms.set_device(cfg.device_target, None if cfg.device_target == "CPU" else get_device_id())
-
-
-def build_network(cfg, ckpt_path: str) -> FasterRcnnResnet50:
-    """The network in inference mode with the checkpoint loaded (float16 on Ascend, as the original)."""
-    net = FasterRcnnResnet50(cfg)
-    ignored = load_for_inference(net, ckpt_path)
-    if ignored:
-        print(f"checkpoint {ckpt_path}: {ignored} entries that are not network parameters (optimizer state) "
-              "were ignored", flush=True)
-    net.set_train(False)
-    if cfg.device_target == "Ascend":
-        net.to_float(ms.float16)
-    return net
 
 
 def source_image(cfg, coco: COCO, image_id: int) -> np.ndarray | None:
@@ -155,42 +133,38 @@ def fasterrcnn_eval(cfg, net, coco: COCO, mindrecord: str, num_images: int, accl
     return summary
 
 
-def modelarts_pre_process():
-    """Paths on ModelArts, as the original."""
-    config.coco_root = config.data_path
-    config.mindrecord_dir = os.path.join(config.coco_root, "MindRecord_COCO")
-    config.checkpoint_path = os.path.join(config.load_path, config.checkpoint_path)
-    config.acclog_path = os.path.join(config.output_path, ACCLOG_NAME)
+def evaluation_paths(cfg) -> tuple[str, str, str, str]:
+    """(coco_root, mindrecord_dir, checkpoint_path, accuracy log path) of this run: the config's, or on ModelArts
+    under data_path, load_path and output_path (as the original)."""
+    if cfg.enable_modelarts:
+        return (cfg.data_path, os.path.join(cfg.data_path, "MindRecord_COCO"),
+                os.path.join(cfg.load_path, cfg.checkpoint_path), os.path.join(cfg.output_path, ACCLOG_NAME))
+    return cfg.coco_root, cfg.mindrecord_dir, cfg.checkpoint_path, os.path.join(".", ACCLOG_NAME)
 
 
-@moxing_wrapper(pre_process=modelarts_pre_process)
-def eval_fasterrcnn():
-    set_up_context(config)
-    if not os.path.isfile(config.checkpoint_path):
-        raise CheckpointError(f"checkpoint file not found: {config.checkpoint_path!r} (config key checkpoint_path)")
-    anno_path = config.anno_path
-    if config.dataset == "coco" and not anno_path:
-        anno_path = os.path.join(config.coco_root, config.instance_set.format(config.val_data_type))
+def eval_fasterrcnn(cfg) -> None:
+    coco_root, mindrecord_dir, checkpoint_path, acclog_path = evaluation_paths(cfg)
+    cfg = cfg.replace(coco_root=coco_root, mindrecord_dir=mindrecord_dir)
+    set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
+    if not os.path.isfile(checkpoint_path):
+        raise CheckpointError(f"checkpoint file not found: {checkpoint_path!r} (config key checkpoint_path)")
+    anno_path = cfg.anno_path
+    if cfg.dataset == "coco" and not anno_path:
+        anno_path = os.path.join(cfg.coco_root, cfg.instance_set.format(cfg.val_data_type))
         print(f"anno_path not given: using {anno_path}")
     # the ground truth and the checkpoint first: a wrong path or file fails before the long conversion
-    coco = load_ground_truth(anno_path, config.dataset, config.coco_classes)
-    net = build_network(config, config.checkpoint_path)
+    coco = load_ground_truth(anno_path, cfg.dataset, cfg.coco_classes)
+    net = load_inference_network(cfg, checkpoint_path)
     print("CHECKING MINDRECORD FILES ...", flush=True)
-    mindrecord = create_mindrecord(config, MINDRECORD_PREFIX, is_training=False)
+    mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=False)
     print("CHECKING MINDRECORD FILES DONE!")
     num_images = check_evaluation_set(coco, mindrecord, anno_path)
     print("Start Eval!", flush=True)
-    fasterrcnn_eval(config, net, coco, mindrecord, num_images, config.acclog_path)
+    fasterrcnn_eval(cfg, net, coco, mindrecord, num_images, acclog_path)
 
 
 def main() -> int:
-    config.acclog_path = os.path.join(".", ACCLOG_NAME)
-    try:
-        eval_fasterrcnn()
-    except (CheckpointError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return run_job(eval_fasterrcnn, "eval.py")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,9 @@ import time
 import mindspore as ms
 import numpy as np
 
-from src.custom_ops import DISABLE_ENV as CPU_KERNELS_ENV
-from src.FasterRcnn import FasterRcnnInfer
-from src.model_utils.config import config
-from src.model_utils.device_adapter import get_device_id
-from src.model_utils.moxing_adapter import moxing_wrapper
-from src.network_checkpoint import CheckpointError, load_for_inference
+from src.errors import CheckpointError, ExportError
+from src.fileio import atomic_path
+from src.runtime import device_id, load_inference_network, run_job, set_up_device
 
 EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 # ONNX stays in the choices as the original's, but MindSpore 2.7.2's ONNX exporter fails on this network
@@ -30,14 +27,9 @@ EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 SUPPORTED = {"MINDIR": ("Ascend", "GPU", "CPU"), "AIR": ("Ascend",), "ONNX": ()}
 
 
-class ExportError(ValueError):
-    """An export request that cannot be honoured; raised before any work."""
-
-
-def export_batch_size(cfg, argv: list[str]) -> int:
-    """test_batch_size, unless --batch_size is on the command line (there it means the exported batch)."""
-    given = any(arg == "--batch_size" or arg.startswith("--batch_size=") for arg in argv)
-    return int(cfg.batch_size if given else cfg.test_batch_size)
+def export_batch_size(cfg) -> int:
+    """test_batch_size, unless --batch_size is given (there it means the exported batch)."""
+    return int(cfg.batch_size if "batch_size" in cfg.given else cfg.test_batch_size)
 
 
 def check_request(cfg) -> None:
@@ -54,49 +46,31 @@ def check_request(cfg) -> None:
 
 
 def export_network(cfg, batch_size: int) -> str:
-    """Build the inference network, load cfg.ckpt_file and export it; returns the written file's path."""
-    cfg.test_batch_size = batch_size
-    # The exported graph must not reference the CPU kernels' machine-local library (build/custom_ops/*.so):
-    # build it with MindSpore's own ops, which compute the same numbers (tests/test_custom_ops.py).
-    os.environ[CPU_KERNELS_ENV] = "0"
-    net = FasterRcnnInfer(cfg)
-    load_for_inference(net, cfg.ckpt_file, key_prefix="network.")
-    net.set_train(False)
-    if cfg.device_target == "Ascend":
-        net.to_float(ms.float16)
+    """Build the inference network with MindSpore's own operators (a MINDIR must not reference the CPU kernels'
+    machine-local library), load cfg.ckpt_file and export it, atomically; returns the written file's path."""
+    net = load_inference_network(cfg, cfg.ckpt_file, test_batch_size=batch_size, for_export=True)
     img = ms.Tensor(np.zeros((batch_size, 3, cfg.img_height, cfg.img_width), np.float32))
     img_metas = ms.Tensor(np.tile(np.float32([cfg.img_height, cfg.img_width, 1.0, 1.0]), (batch_size, 1)))
-
-    target = cfg.file_name
     extension = EXTENSIONS[cfg.file_format]
-    if target.endswith(extension):
-        target = target[:-len(extension)]
-    partial = f"{target}.partial-{os.getpid()}"
-    ms.export(net, img, img_metas, file_name=partial, file_format=cfg.file_format)
-    os.replace(partial + extension, target + extension)
-    return target + extension
+    target = cfg.file_name if cfg.file_name.endswith(extension) else cfg.file_name + extension
+    with atomic_path(target) as tmp:
+        ms.export(net, img, img_metas, file_name=tmp[:-len(extension)], file_format=cfg.file_format)
+    return target
 
 
-@moxing_wrapper()
-def export_fasterrcnn() -> str:
-    check_request(config)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device(config.device_target, get_device_id() if config.device_target == "Ascend" else None)
-    batch_size = export_batch_size(config, sys.argv[1:])
+def export_fasterrcnn(cfg) -> str:
+    check_request(cfg)
+    set_up_device(cfg.device_target, "GRAPH", device_id(cfg))
+    batch_size = export_batch_size(cfg)
     start = time.time()
-    path = export_network(config, batch_size)
-    print(f"exported {path}: inputs img ({batch_size}, 3, {config.img_height}, {config.img_width}) float32, "
+    path = export_network(cfg, batch_size)
+    print(f"exported {path}: inputs img ({batch_size}, 3, {cfg.img_height}, {cfg.img_width}) float32, "
           f"img_metas ({batch_size}, 4) float32; {time.time() - start:.1f} s", flush=True)
     return path
 
 
 def main() -> int:
-    try:
-        export_fasterrcnn()
-    except (ExportError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return run_job(export_fasterrcnn, "export.py")
 
 
 if __name__ == "__main__":

@@ -14,15 +14,15 @@ import sys
 
 from pycocotools.coco import COCO
 
-from src.data_sources import DataError
-from src.model_utils.config import config
+from src.errors import DataError
+from src.mindir_infer import read_raw_outputs
+from src.runtime import run_job
 from src.util import (
     RESULTS_PREFIX,
     bbox2result_1image,
     category_map,
     coco_eval,
     load_ground_truth,
-    read_raw_outputs,
     results2json,
     select_detections,
 )
@@ -53,20 +53,19 @@ def collect_results(cfg, coco: COCO, result_path: str) -> list:
     return results
 
 
-def main() -> int:
-    try:
-        coco = load_ground_truth(config.anno_path, config.dataset, config.coco_classes)
-        results = collect_results(config, coco, config.result_path)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    print(f"{len(results)} images read from {config.result_path}", flush=True)
-    cat_ids, note = category_map(coco, config.coco_classes)
+def evaluate_results(cfg) -> None:
+    coco = load_ground_truth(cfg.anno_path, cfg.dataset, cfg.coco_classes)
+    results = collect_results(cfg, coco, cfg.result_path)
+    print(f"{len(results)} images read from {cfg.result_path}", flush=True)
+    cat_ids, note = category_map(coco, cfg.coco_classes)
     if note:
         print(note, flush=True)
     result_files = results2json(coco, results, os.path.join(".", RESULTS_PREFIX), cat_ids=cat_ids)
     coco_eval(result_files["bbox"], coco)
-    return 0
+
+
+def main() -> int:
+    return run_job(evaluate_results, "postprogress.py")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ Added by this port:
 - `--resume PATH` loads a checkpoint written by this script (network + optimizer state + global step) and
   continues from its step; the learning-rate schedule is rebuilt from the config.
 - A NaN/Inf loss stops training with a message naming the step (exit status 1); the last checkpoint written
-  before it is kept. Checkpoints are written to a temporary file and renamed (never truncated under their name).
+  before it is kept. Checkpoints are written atomically (never truncated under their name).
 - `grad_clip_norm` > 0 clips the gradients' global norm (for training from scratch; 0, the default, is the original).
 - Dataset sink: on Ascend/GPU the original's sink mode (one sink per epoch, so the callbacks and the loss log
   report once per epoch); on the CPU MindSpore does not sink, so every step is reported (and checked for NaN).
@@ -25,10 +25,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import NoReturn
 
 import mindspore as ms
-import numpy as np
 from mindspore import Tensor
 from mindspore import dtype as mstype
 from mindspore.communication import get_group_size, get_rank, init
@@ -37,56 +35,40 @@ from mindspore.train import Model
 from mindspore.train.callback import TimeMonitor
 
 from src.backbone_loader import load_backbone_pretrained
-from src.data_sources import DataError
-from src.dataset import create_fasterrcnn_dataset, create_mindrecord
-from src.FasterRcnn import FasterRcnnResnet50
+from src.dataset import create_fasterrcnn_dataset
+from src.errors import CheckpointError, ConfigError, DataError, TrainingError
+from src.FasterRcnn import build_model
 from src.lr_schedule import dynamic_lr
-from src.model_utils.config import config
-from src.model_utils.device_adapter import get_device_id
-from src.model_utils.moxing_adapter import moxing_wrapper
-from src.network_define import (
-    CHECKPOINT_PREFIX,
-    AtomicCheckpoint,
-    LossCallBack,
-    LossNet,
-    TrainOneStepCell,
-    WithLossCell,
-)
+from src.mindrecord import create_mindrecord
+from src.network_checkpoint import CHECKPOINT_PREFIX, AtomicCheckpoint, restore_training_state
+from src.network_define import LossCallBack, LossNet, TrainOneStepCell, WithLossCell
+from src.runtime import device_id, network_dtype, network_kernels, run_job, set_up_device
 
 SEED = 1
 MINDRECORD_PREFIX = "FasterRcnn.mindrecord"
 NO_WEIGHTS = ("", "none")
-DEVICE_AVAILABLE = {
-    "Ascend": ms.device_context.ascend.is_available,
-    "GPU": ms.device_context.gpu.is_available,
-    "CPU": ms.device_context.cpu.is_available,
-}
-# Checkpoint entries that describe the run rather than the model; the schedule is rebuilt from the config.
-RUN_STATE_KEYS = ("epoch_num", "step_num", "learning_rate")
 
 
-def fail(message: str) -> NoReturn:
-    """Stop with a one-line message on stderr and exit status 1 (no traceback)."""
-    raise SystemExit(f"train.py: error: {message}")
+def pretrained_path(cfg) -> str:
+    """The backbone checkpoint to start from ('' for none); on ModelArts under load_path."""
+    path = cfg.pre_trained.strip()
+    if path.lower() in NO_WEIGHTS:
+        return ""
+    return os.path.join(cfg.load_path, path) if cfg.enable_modelarts else path
 
 
-def set_up_device(cfg) -> None:
-    target = cfg.device_target
-    if not DEVICE_AVAILABLE[target]():
-        fail(f"device_target={target} is not available in this MindSpore installation "
-             f"({ms.__version__}); use --device_target=CPU or install MindSpore for {target}")
-    ms.set_context(mode=ms.GRAPH_MODE if cfg.run_mode == "GRAPH" else ms.PYNATIVE_MODE)
-    ms.set_device(target, None if target == "CPU" else get_device_id())
-    if target == "GPU":
-        ms.set_context(enable_graph_kernel=False)
+def checkpoint_root(cfg) -> str:
+    """Where `ckpt_<rank>/` folders go: save_checkpoint_path, or output_path on ModelArts."""
+    return cfg.output_path if cfg.enable_modelarts else cfg.save_checkpoint_path
 
 
 def check_paths(cfg) -> None:
     """Fail before the slow work on a checkpoint path that does not exist."""
-    if cfg.pre_trained.strip().lower() not in NO_WEIGHTS and not os.path.isfile(cfg.pre_trained):
-        fail(f"--pre_trained {cfg.pre_trained!r}: no such file (use 'none' to train from scratch)")
+    pretrained = pretrained_path(cfg)
+    if pretrained and not os.path.isfile(pretrained):
+        raise CheckpointError(f"--pre_trained {pretrained!r}: no such file (use 'none' to train from scratch)")
     if cfg.resume.strip() and not os.path.isfile(cfg.resume):
-        fail(f"--resume {cfg.resume!r}: no such file")
+        raise CheckpointError(f"--resume {cfg.resume!r}: no such file")
 
 
 def set_up_parallel(cfg) -> tuple[int, int]:
@@ -96,8 +78,8 @@ def set_up_parallel(cfg) -> tuple[int, int]:
     try:
         init()  # HCCL on Ascend, NCCL on GPU, MindSpore's own collectives on the CPU
     except (RuntimeError, ValueError) as err:
-        fail(f"run_distribute=True but the collective communication did not start ({err}); launch through "
-             "scripts/run_distribute_train_*.sh (msrun, or the Ascend rank table)")
+        raise ConfigError(f"run_distribute=True but the collective communication did not start ({err}); launch "
+                          "through scripts/run_distribute_train_*.sh (msrun, or the Ascend rank table)") from None
     rank, device_num = get_rank(), get_group_size()
     ms.reset_auto_parallel_context()
     ms.set_auto_parallel_context(device_num=device_num, parallel_mode=ms.ParallelMode.DATA_PARALLEL,
@@ -108,80 +90,33 @@ def set_up_parallel(cfg) -> tuple[int, int]:
 def build_dataset(cfg, rank: int, device_num: int):
     print("Start create dataset!", flush=True)
     print("CHECKING MINDRECORD FILES ...", flush=True)
-    try:
-        mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=True, rank_id=rank)
-    except DataError as err:
-        fail(str(err))
+    mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=True, rank_id=rank)
     print("CHECKING MINDRECORD FILES DONE!", flush=True)
     dataset = create_fasterrcnn_dataset(cfg, mindrecord, batch_size=cfg.batch_size, device_num=device_num,
                                         rank_id=rank, is_training=True,
                                         num_parallel_workers=cfg.num_parallel_workers)
     steps_per_epoch = dataset.get_dataset_size()
     if steps_per_epoch == 0:
-        fail(f"{mindrecord}: fewer than batch_size={cfg.batch_size} images per rank ({device_num} rank(s)); "
-             "nothing to train on")
+        raise DataError(f"{mindrecord}: fewer than batch_size={cfg.batch_size} images per rank ({device_num} "
+                        "rank(s)); nothing to train on")
     print(f"Create dataset done! {steps_per_epoch} steps per epoch", flush=True)
     return dataset, steps_per_epoch
 
 
-def load_pretrained(cfg, net) -> None:
-    path = cfg.pre_trained
-    if path.strip().lower() in NO_WEIGHTS:
+def load_pretrained(net, path: str) -> None:
+    if not path:
         print("WARNING: no pre-trained backbone (--pre_trained is empty or 'none'): training from scratch",
               file=sys.stderr, flush=True)
         return
     try:
         report = load_backbone_pretrained(net, path)
-    except (OSError, ValueError) as err:
-        fail(f"--pre_trained {path!r}: {err}")
+    except CheckpointError as err:
+        raise CheckpointError(f"--pre_trained {path!r}: {err}") from None
     print(f"Pre-trained backbone {path}: {len(report['loaded'])} parameters loaded", flush=True)
     if report["missing"]:
         print(f"  missing (left at their initial values): {', '.join(report['missing'])}", flush=True)
     if report["unexpected"]:
         print(f"  unexpected (ignored): {', '.join(report['unexpected'])}", flush=True)
-
-
-def restore(train_cell, optimizer, path: str, steps_per_epoch: int) -> int:
-    """Load a full training checkpoint into `train_cell`; returns the global step to continue from."""
-    try:
-        params = ms.load_checkpoint(path)
-    except (RuntimeError, ValueError, OSError) as err:
-        fail(f"--resume {path!r}: not a readable MindSpore checkpoint ({err})")
-    saved_step = params.get("global_step", params.get("step_num"))
-    for key in RUN_STATE_KEYS:
-        params.pop(key, None)
-    network_names = {p.name for p in train_cell.network.get_parameters()}
-    missing_network = sorted(network_names - set(params))
-    if missing_network:
-        fail(f"--resume {path!r} is not a full Faster R-CNN checkpoint of this configuration: "
-             f"{len(missing_network)} network parameters missing (e.g. {', '.join(missing_network[:5])}); "
-             "use --pre_trained for a backbone checkpoint")
-    try:
-        not_loaded, _ = ms.load_param_into_net(train_cell, params)
-    except (RuntimeError, ValueError) as err:
-        fail(f"--resume {path!r} does not fit this network/configuration: {err}")
-    not_loaded = [name for name in not_loaded if name not in RUN_STATE_KEYS]
-    if not_loaded:
-        print(f"WARNING: {path} has no optimizer state for {len(not_loaded)} entries (e.g. "
-              f"{', '.join(not_loaded[:5])}); they restart from their initial values", file=sys.stderr, flush=True)
-    if saved_step is None:
-        print(f"WARNING: {path} records no global step; continuing from step 0 of the schedule",
-              file=sys.stderr, flush=True)
-        return 0
-    step = int(np.asarray(saved_step.asnumpy()).reshape(-1)[0])
-    start = step - step % steps_per_epoch
-    if start != step:
-        print(f"WARNING: {path} was saved at step {step}, inside an epoch of {steps_per_epoch} steps; "
-              f"continuing from the start of that epoch (step {start})", file=sys.stderr, flush=True)
-    optimizer.global_step.set_data(Tensor(np.array([start], np.int32)))
-    print(f"Resumed from {path}: global step {start} (epoch {start // steps_per_epoch} done)", flush=True)
-    return start
-
-
-def modelarts_pre_process():
-    config.save_checkpoint_path = config.output_path
-    if config.pre_trained.strip().lower() not in NO_WEIGHTS:
-        config.pre_trained = os.path.join(config.load_path, config.pre_trained)
 
 
 def saves_checkpoints(cfg, rank: int) -> bool:
@@ -195,22 +130,21 @@ def bn_phases(cfg) -> list[tuple[int, bool]]:
     then the moving statistics, frozen, so that the last epochs train the network that evaluation runs."""
     switch = int(cfg.resnet_bn_training_epochs)
     if switch < 0:
-        fail(f"resnet_bn_training_epochs must be >= 0 (0: every epoch), got {switch}")
+        raise ConfigError(f"resnet_bn_training_epochs must be >= 0 (0: every epoch), got {switch}")
     if cfg.resnet_bn_training and 0 < switch < cfg.epoch_size:
         return [(switch, True), (cfg.epoch_size, False)]
     return [(cfg.epoch_size, bool(cfg.resnet_bn_training))]
 
 
 def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, last_epoch: int,
-                resume: str) -> str | None:
+                bn_training: bool, resume: str) -> str | None:
     """Train up to epoch `last_epoch` (of the cfg.epoch_size-epoch schedule), from scratch/--pre_trained or from
     the checkpoint `resume`. Returns the last checkpoint written (None if none)."""
-    net = FasterRcnnResnet50(cfg)
+    net = build_model(cfg, kernels=network_kernels(cfg.device_target), dtype=network_dtype(cfg.device_target),
+                      bn_training=bn_training)
     net.set_train(True)
     if not resume:
-        load_pretrained(cfg, net)  # a resumed run gets every weight from its checkpoint
-    if cfg.device_target == "Ascend":
-        net.to_float(mstype.float16)
+        load_pretrained(net, pretrained_path(cfg))  # a resumed run gets every weight from its checkpoint
 
     lr = Tensor(dynamic_lr(cfg, steps_per_epoch), mstype.float32)
     optimizer = SGD(params=net.trainable_params(), learning_rate=lr, momentum=cfg.momentum,
@@ -219,7 +153,7 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     train_cell = TrainOneStepCell(net_with_loss, optimizer, sens=cfg.loss_scale, reduce_flag=device_num > 1,
                                   mean=True, degree=device_num, clip_norm=cfg.grad_clip_norm)
 
-    initial_step = restore(train_cell, optimizer, resume, steps_per_epoch) if resume else 0
+    initial_step = restore_training_state(train_cell, optimizer, resume, steps_per_epoch) if resume else 0
     initial_epoch = initial_step // steps_per_epoch
     if initial_epoch >= last_epoch:
         print(f"Nothing to do: the checkpoint is at epoch {initial_epoch}, training ends at epoch {last_epoch}",
@@ -232,13 +166,13 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
     checkpoint_cb = None
     if saves_checkpoints(cfg, rank):
-        checkpoint_cb = AtomicCheckpoint(os.path.join(cfg.save_checkpoint_path, f"ckpt_{rank}"),
+        checkpoint_cb = AtomicCheckpoint(os.path.join(checkpoint_root(cfg), f"ckpt_{rank}"),
                                          save_checkpoint_steps=cfg.save_checkpoint_epochs * steps_per_epoch,
                                          keep_checkpoint_max=cfg.keep_checkpoint_max, prefix=CHECKPOINT_PREFIX,
                                          initial_step=initial_step)
         callbacks.append(checkpoint_cb)
 
-    bn_mode = "batch" if cfg.resnet_bn_training else "moving"
+    bn_mode = "batch" if bn_training else "moving"
     print(f"Start training: epochs {initial_epoch + 1}..{last_epoch} of {cfg.epoch_size}, {steps_per_epoch} steps "
           f"each, {device_num} device(s), {cfg.device_target}, BatchNorm on {bn_mode} statistics", flush=True)
     start = time.time()
@@ -246,8 +180,8 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
                             dataset_sink_mode=cfg.device_target != "CPU", initial_epoch=initial_epoch)
     latest = checkpoint_cb.latest if checkpoint_cb else None
     if loss_cb.nonfinite_step is not None:
-        fail(f"training stopped: non-finite loss at global step {loss_cb.nonfinite_step}; last good checkpoint: "
-             f"{latest or 'none written'}")
+        raise TrainingError(f"training stopped: non-finite loss at global step {loss_cb.nonfinite_step}; last good "
+                            f"checkpoint: {latest or 'none written'}")
     per_step = loss_cb.seconds_per_step()
     print(f"Training done in {time.time() - start:.0f} s"
           + (f" ({per_step:.2f} s/step after the first step)" if per_step else "")
@@ -255,23 +189,25 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     return latest
 
 
-@moxing_wrapper(pre_process=modelarts_pre_process)
-def train_fasterrcnn(cfg=config) -> None:
+def train_fasterrcnn(cfg) -> None:
     check_paths(cfg)
-    set_up_device(cfg)
+    set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
     ms.set_seed(SEED)
     phases = bn_phases(cfg)
     rank, device_num = set_up_parallel(cfg)
     if len(phases) > 1 and not saves_checkpoints(cfg, rank):
         # The second phase continues from the first one's last checkpoint.
-        fail(f"resnet_bn_training_epochs={cfg.resnet_bn_training_epochs} needs checkpoints on every rank "
-             "(save_checkpoint=True, and save_on_master=False when training on several devices)")
+        raise ConfigError(f"resnet_bn_training_epochs={cfg.resnet_bn_training_epochs} needs checkpoints on every "
+                          "rank (save_checkpoint=True, and save_on_master=False when training on several devices)")
     resume = cfg.resume.strip()
     for last_epoch, bn_training in phases:
-        cfg.resnet_bn_training = bn_training
         dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)  # a Model takes a dataset only once
-        resume = train_phase(cfg, dataset, steps_per_epoch, rank, device_num, last_epoch, resume)
+        resume = train_phase(cfg, dataset, steps_per_epoch, rank, device_num, last_epoch, bn_training, resume)
+
+
+def main() -> int:
+    return run_job(train_fasterrcnn, "train.py")
 
 
 if __name__ == "__main__":
-    train_fasterrcnn()
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""Shared pieces of the benchmarks: the whole-network benchmarks' options, timing and reference weights, peak
-RSS, a printed table, the profiler's top operator types."""
+"""Shared pieces of the benchmarks: the whole-network benchmarks' options, the kernel choice, timing and reference
+weights, peak RSS, a printed table, the profiler's top operator types."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from src.FasterRcnn import Kernels
 from src.model_utils.config import get_config
 from tests.reference_ckpt import reference_params
 
@@ -23,9 +24,15 @@ TOP_OPS = 10  # operator types listed by --profile
 NETWORK_IMG_HEIGHT, NETWORK_IMG_WIDTH = 768, 1280  # default image size of the whole-network benchmarks
 
 
+def add_kernels_option(parser: argparse.ArgumentParser) -> None:
+    """--kernels: what computes ROIAlign, the deformable convolutions and NMS; read it with `Kernels(args.kernels)`."""
+    parser.add_argument("--kernels", choices=[k.value for k in Kernels], default=Kernels.CPU.value,
+                        help="this project's CPU kernels or MindSpore's own operators (default: %(default)s)")
+
+
 def network_bench_parser(description: str, batch_size: int, unit: str) -> argparse.ArgumentParser:
     """Options of the whole-network benchmarks (image size, batch, timed/untimed `unit`s such as "call" or "step",
-    mode, --profile); parse them with `parse_network_bench_args`."""
+    mode, kernels, --profile); parse them with `parse_network_bench_args`."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--img_height", type=int, default=NETWORK_IMG_HEIGHT)
     parser.add_argument("--img_width", type=int, default=NETWORK_IMG_WIDTH)
@@ -33,6 +40,7 @@ def network_bench_parser(description: str, batch_size: int, unit: str) -> argpar
     parser.add_argument("--steps", type=int, default=3, help=f"timed {unit}s (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help=f"untimed {unit}s after the first (compiling) one")
     parser.add_argument("--mode", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
+    add_kernels_option(parser)
     parser.add_argument("--profile", action="store_true", help=f"print the {TOP_OPS} most expensive operator types")
     parser.add_argument("--config_path", default=None,
                         help="yaml config (default: the CPU config); weights: the reference checkpoint when the "

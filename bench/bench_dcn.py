@@ -2,9 +2,11 @@
 
     GLOG_v=3 .venv/bin/python bench/bench_dcn.py [--channels 256] [--height 96] [--width 160] [--batch 2]
                                                  [--stride 1] [--reps 5] [--mode GRAPH|PYNATIVE]
+                                                 [--kernels cpu|mindspore]
 
-Variants: `plain` nn.Conv2d 3x3; `port` DeformConv2d as shipped (one 27-channel offset/mask conv, offset
-transform with the original's boundary gradient); `straight` p_conv and m_conv as two convs and the plain
+Variants: `plain` nn.Conv2d 3x3; `port` DeformConv2d as shipped (one 27-channel offset/mask conv, then the CPU
+kernel, or with `--kernels mindspore` the offset transform with the original's boundary gradient and
+ops.deformable_conv2d); `straight` p_conv and m_conv as two convs and the plain
 clip(base + d) - (base - 1) transform; `grid_sample` the same formula sampled with ops.grid_sample
 (align_corners, positions pre-clamped) and contracted with a 1x1 conv over (C x 9) channels - an alternative
 to ops.deformable_conv2d, for comparison only; `core_only` ops.deformable_conv2d alone on fixed offsets (what
@@ -22,7 +24,12 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.bench_common import add_kernels_option  # noqa: E402
 from src.FasterRcnn.dcn_v2 import NUM_TAPS, DeformConv2d  # noqa: E402
+from src.FasterRcnn.settings import Kernels  # noqa: E402
+
+# The variants below replace DeformConv2d.construct: the CPU kernel would be built and never used.
+VARIANT_KERNELS = Kernels.MINDSPORE
 
 
 class StraightDeformConv(DeformConv2d):
@@ -70,7 +77,7 @@ class CoreOnly(DeformConv2d):
     """ops.deformable_conv2d alone on fixed offsets: the floor under any formulation that uses it."""
 
     def __init__(self, in_channels, out_channels, stride, offsets):
-        super().__init__(in_channels, out_channels, stride=stride)
+        super().__init__(in_channels, out_channels, stride=stride, kernels=VARIANT_KERNELS)
         self.offsets = offsets
 
     def construct(self, x):
@@ -112,6 +119,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="runtime_num_threads (0: MindSpore's default)")
     parser.add_argument("--mode", choices=["GRAPH", "PYNATIVE"], default="GRAPH")
     parser.add_argument("--variants", default="plain,core_only,port,straight,grid_sample")
+    add_kernels_option(parser)
     args = parser.parse_args()
     ms.set_context(mode=ms.GRAPH_MODE if args.mode == "GRAPH" else ms.PYNATIVE_MODE, device_target="CPU")
     if args.threads:
@@ -130,9 +138,9 @@ def main() -> None:
     factories = {
         "plain": lambda: nn.Conv2d(ch, ch, 3, stride=s, pad_mode="pad", padding=1, has_bias=False),
         "core_only": lambda: CoreOnly(ch, ch, s, offsets),
-        "port": lambda: DeformConv2d(ch, ch, stride=s),
-        "straight": lambda: StraightDeformConv(ch, ch, stride=s),
-        "grid_sample": lambda: GridSampleDeformConv(ch, ch, stride=s),
+        "port": lambda: DeformConv2d(ch, ch, stride=s, kernels=Kernels(args.kernels)),
+        "straight": lambda: StraightDeformConv(ch, ch, stride=s, kernels=VARIANT_KERNELS),
+        "grid_sample": lambda: GridSampleDeformConv(ch, ch, stride=s, kernels=VARIANT_KERNELS),
     }
     names = args.variants.split(",")
     layers, steps = {}, {}

@@ -2,8 +2,8 @@
 (as run_infer_310.sh runs it on the CPU: `mindspore.load` + `nn.GraphCell`), printed as tables.
 
     GLOG_v=3 .venv/bin/python bench/bench_infer.py [--img_height 768] [--img_width 1280] [--batch_size 1]
-                                                   [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE] [--profile]
-                                                   [--no_mindir]
+                                                   [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE]
+                                                   [--kernels cpu|mindspore] [--profile] [--no_mindir]
 
 Reference weights of the fidelity fixture, a noise image. Reported: graph compile time (first call minus the
 median call), median s/image over `--steps` timed calls after `--warmup` untimed ones, images/s, peak RSS (after
@@ -34,15 +34,14 @@ from bench.bench_common import (  # noqa: E402
     profile_top_ops,
     time_calls,
 )
-from src.FasterRcnn import FasterRcnnInfer  # noqa: E402
+from src.FasterRcnn import Kernels, build_infer_model  # noqa: E402
 
 
 def main() -> None:
     parser = network_bench_parser(__doc__, batch_size=1, unit="call")
     parser.add_argument("--no_mindir", action="store_true", help="skip the export and the MINDIR measurement")
     args = parse_network_bench_args(parser)
-    cfg = bench_config(args, test_batch_size=args.batch_size)
-    net = FasterRcnnInfer(cfg)
+    net = build_infer_model(bench_config(args), kernels=Kernels(args.kernels), test_batch_size=args.batch_size)
     load_reference_weights(net, prefix="network.")
     rng = np.random.default_rng(0)
     img = Tensor(rng.standard_normal((args.batch_size, 3, args.img_height, args.img_width)).astype(np.float32))

@@ -1,7 +1,7 @@
 """Benchmark the RPN-side stages at a given image size (default 768x1280), GRAPH_MODE, as a table.
 
     GLOG_v=3 .venv/bin/python bench/bench_rpn_targets.py [--img_height 768 --img_width 1280] [--reps 3]
-                                                         [--valid_gts 10]
+                                                         [--valid_gts 10] [--kernels cpu|mindspore]
 
 Rows: the RPN assigner+sampler of one image (num_gts x num_bboxes IoU; `--valid_gts` real gts, the rest padding),
 with the low-quality-match step vectorised (this port) and as the original's loop over the gts (one select per
@@ -25,12 +25,13 @@ import mindspore as ms  # noqa: E402
 from mindspore import Tensor, ops  # noqa: E402
 from mindspore import dtype as mstype  # noqa: E402
 
-from bench.bench_common import print_table  # noqa: E402
+from bench.bench_common import add_kernels_option, print_table  # noqa: E402
 from src.FasterRcnn.anchor_generator import multi_level_anchors  # noqa: E402
 from src.FasterRcnn.bbox_assign_sample import BboxAssignSample, MaxIoUAssignRandomSample  # noqa: E402
 from src.FasterRcnn.bbox_assign_sample_stage2 import BboxAssignSampleForRcnn  # noqa: E402
 from src.FasterRcnn.box_ops import box_iou  # noqa: E402
 from src.FasterRcnn.proposal_generator import Proposal  # noqa: E402
+from src.FasterRcnn.settings import AnchorSettings, AssignerSettings, Kernels, ProposalSettings  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 
 BATCH = 2
@@ -52,10 +53,9 @@ class LoopAssignCore(MaxIoUAssignRandomSample):
         return ops.select(valid_mask, assigned, minus_one)
 
 
-def loop_assign_sample(cfg):
-    sampler = BboxAssignSample(cfg, BATCH, cfg.num_bboxes)
-    sampler.core = LoopAssignCore(cfg.num_gts, cfg.num_bboxes, cfg.pos_iou_thr, cfg.neg_iou_thr, cfg.min_pos_iou,
-                                  cfg.num_expected_pos, cfg.num_expected_neg)
+def loop_assign_sample(settings: AssignerSettings) -> BboxAssignSample:
+    sampler = BboxAssignSample(settings)
+    sampler.core = LoopAssignCore.from_settings(settings, gts_as_candidates=False)
     return sampler
 
 
@@ -83,12 +83,15 @@ def main():
     parser.add_argument("--img_width", type=int, default=1280)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--valid_gts", type=int, default=10)
+    add_kernels_option(parser)
     args = parser.parse_args()
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     cfg = get_config([], img_height=args.img_height, img_width=args.img_width)
+    rpn_assigner = AssignerSettings.from_config(cfg, "rpn")
     rng = np.random.default_rng(0)
 
-    anchors = np.concatenate(multi_level_anchors(cfg))
+    level_anchors = multi_level_anchors(AnchorSettings.from_config(cfg))
+    anchors = np.concatenate(level_anchors)
     h, w = cfg.img_height, cfg.img_width
     valid = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= w - 1) & (anchors[:, 3] <= h - 1)
     gts = np.zeros((cfg.num_gts, 4), np.float32)
@@ -98,26 +101,27 @@ def main():
     rpn_inputs = (Tensor(gts), Tensor(np.ones(cfg.num_gts, np.int32)), Tensor(valid), Tensor(anchors),
                   Tensor(gt_valids))
     rows = []
-    for name, cell in (("RPN assign+sample, 1 image (vectorised)", BboxAssignSample(cfg, BATCH, cfg.num_bboxes)),
-                       ("RPN assign+sample, 1 image (loop over gts)", loop_assign_sample(cfg))):
+    for name, cell in (("RPN assign+sample, 1 image (vectorised)", BboxAssignSample(rpn_assigner)),
+                       ("RPN assign+sample, 1 image (loop over gts)", loop_assign_sample(rpn_assigner))):
         rows.append((name, timed(lambda c=cell: sync(c(*rpn_inputs)), args.reps)))
 
-    level_anchors = tuple(Tensor(a) for a in multi_level_anchors(cfg))
+    anchor_list = tuple(Tensor(a) for a in level_anchors)
     cls_maps = tuple(Tensor(rng.normal(0, 2, (BATCH, cfg.num_anchors, fh, fw)).astype(np.float32))
                      for fh, fw in cfg.feature_shapes)
     reg_maps = tuple(Tensor(rng.normal(0, 0.2, (BATCH, 4 * cfg.num_anchors, fh, fw)).astype(np.float32))
                      for fh, fw in cfg.feature_shapes)
     for training in (True, False):
-        generator = Proposal(cfg, BATCH, cfg.activate_num_classes, cfg.use_sigmoid_cls, cfg.rpn_target_means,
-                             cfg.rpn_target_stds, training=training)
+        generator = Proposal(ProposalSettings.from_config(cfg, training=training), BATCH, Kernels(args.kernels))
         name = f"proposals, batch {BATCH} ({'train' if training else 'test'}: {generator.max_num} per image)"
-        rows.append((name, timed(lambda g=generator: sync(g(cls_maps, reg_maps, level_anchors)), args.reps)))
+        rows.append((name, timed(lambda g=generator: sync(g(cls_maps, reg_maps, anchor_list)), args.reps)))
 
-    proposals = np.concatenate([xy := rng.uniform(0, [w * 0.8, h * 0.8], (cfg.num_bboxes_stage2, 2)),
-                                xy + rng.uniform(8, 200, (cfg.num_bboxes_stage2, 2))], 1).astype(np.float32)
-    stage2 = BboxAssignSampleForRcnn(cfg, BATCH, cfg.num_bboxes_stage2, True)
+    rcnn_assigner = AssignerSettings.from_config(cfg, "rcnn")
+    num_proposals = rcnn_assigner.num_candidates
+    proposals = np.concatenate([xy := rng.uniform(0, [w * 0.8, h * 0.8], (num_proposals, 2)),
+                                xy + rng.uniform(8, 200, (num_proposals, 2))], 1).astype(np.float32)
+    stage2 = BboxAssignSampleForRcnn(rcnn_assigner, add_gt_as_proposals=True)
     stage2_inputs = (Tensor(gts), Tensor(np.arange(cfg.num_gts, dtype=np.int32)),
-                     Tensor(np.ones(cfg.num_bboxes_stage2, bool)), Tensor(proposals), Tensor(gt_valids))
+                     Tensor(np.ones(num_proposals, bool)), Tensor(proposals), Tensor(gt_valids))
     rows.append(("R-CNN assign+sample, 1 image", timed(lambda: sync(stage2(*stage2_inputs)), args.reps)))
     print_table(f"RPN-side stages at {h}x{w} ({cfg.num_bboxes} anchors, {cfg.num_gts} gt slots), GRAPH_MODE, "
                 f"seconds min (median) of {args.reps}", rows)

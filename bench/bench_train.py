@@ -1,7 +1,8 @@
 """Training-step benchmark of the whole network (forward + backward + optimizer update), printed as a table.
 
     GLOG_v=3 .venv/bin/python bench/bench_train.py [--img_height 768] [--img_width 1280] [--batch_size 2]
-                                                   [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE] [--profile]
+                                                   [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE]
+                                                   [--kernels cpu|mindspore] [--profile]
 
 The network runs as train.py runs it (WithLossCell + TrainOneStepCell with the config's loss scale, Momentum)
 on the fidelity fixture's reference weights and a synthetic batch (noise image, a few random gt boxes per image).
@@ -29,7 +30,7 @@ from bench.bench_common import (  # noqa: E402
     profile_top_ops,
     time_calls,
 )
-from src.FasterRcnn import FasterRcnnResnet50  # noqa: E402
+from src.FasterRcnn import Kernels, build_model  # noqa: E402
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
 
 GTS_PER_IMAGE = 4  # valid gt boxes in each synthetic image
@@ -58,7 +59,7 @@ def synthetic_batch(cfg, rng):
 def main() -> None:
     args = parse_network_bench_args(network_bench_parser(__doc__, batch_size=2, unit="step"))
     cfg = bench_config(args, batch_size=args.batch_size)
-    net = FasterRcnnResnet50(cfg)
+    net = build_model(cfg, kernels=Kernels(args.kernels))
     load_reference_weights(net)
     net.set_train(True)
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=1e-4, momentum=cfg.momentum,

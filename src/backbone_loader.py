@@ -10,12 +10,13 @@ reported as unexpected; backbone parameters the checkpoint lacks (the DCN offset
 """
 from __future__ import annotations
 
-import os
 import re
 
-import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn
+
+from src.errors import CheckpointError
+from src.network_checkpoint import read_checkpoint
 
 _DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."))
 _CONV2 = re.compile(r"^(.*layer\d+\.\d+\.)conv2\.weight$")
@@ -38,14 +39,10 @@ def load_backbone_pretrained(net: nn.Cell, ckpt_path: str, prefix: str = "backbo
 
     net: the network (its backbone parameters named `prefix` + ResNet name; prefix "" for a bare ResNetFea).
     Returns {"loaded": network names set, "missing": backbone parameters not in the checkpoint,
-    "unexpected": checkpoint keys with no target}. Raises FileNotFoundError / ValueError naming the file or key.
+    "unexpected": checkpoint keys with no target}. CheckpointError naming the file (missing, unreadable) or the key
+    (another shape).
     """
-    if not os.path.isfile(ckpt_path):
-        raise FileNotFoundError(f"pretrained backbone checkpoint not found: {ckpt_path}")
-    try:
-        ckpt = ms.load_checkpoint(ckpt_path)
-    except Exception as err:  # MindSpore raises ValueError/RuntimeError/TypeError for unreadable files
-        raise ValueError(f"cannot read pretrained backbone checkpoint {ckpt_path}: {err}") from err
+    ckpt = read_checkpoint(ckpt_path)
     targets = {p.name: p for p in net.get_parameters() if p.name.startswith(prefix)}
     if not targets:
         raise ValueError(f"the network has no parameters under prefix {prefix!r} to load {ckpt_path} into")
@@ -58,8 +55,8 @@ def load_backbone_pretrained(net: nn.Cell, ckpt_path: str, prefix: str = "backbo
             continue
         value = param.asnumpy() if hasattr(param, "asnumpy") else np.asarray(param)
         if tuple(value.shape) != tuple(targets[name].shape):
-            raise ValueError(f"{ckpt_path}: checkpoint key {key!r} has shape {tuple(value.shape)}, but the network's "
-                             f"{name!r} has shape {tuple(targets[name].shape)}")
+            raise CheckpointError(f"{ckpt_path}: checkpoint key {key!r} has shape {tuple(value.shape)}, but the "
+                                  f"network's {name!r} has shape {tuple(targets[name].shape)}")
         values[name] = value
     for name, value in values.items():
         targets[name].set_data(Tensor(value, targets[name].dtype))

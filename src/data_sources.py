@@ -20,11 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools.coco import COCO
 
+from src.errors import DataError
+
 BOX_FIELDS = ("x1", "y1", "x2", "y2", "class", "iscrowd")
-
-
-class DataError(ValueError):
-    """An annotation or image that cannot be used; the message names the file and line or entry."""
 
 
 @dataclass

@@ -9,8 +9,8 @@ total = steps_per_epoch * (epoch_size + 1): the original divides by the whole (o
 the steps left after the warm-up, so the rate never reaches zero during training; the list itself is also one epoch
 longer than the run. With `lr_cosine_to_zero` (a key of this port, for short from-scratch runs such as the demo) the
 cosine spans the steps of the run after the warm-up instead and reaches 0 after the last step (0 beyond it). The rate
-is NOT scaled by the number of devices: steps_per_epoch is the per-rank batch count, and
-the original uses the same base_lr for 1 and 8 devices (the model-zoo facts win over the issue text here).
+is not scaled by the number of devices (steps_per_epoch is the per-rank batch count): the original uses the same
+base_lr for 1 and 8 devices.
 """
 from __future__ import annotations
 

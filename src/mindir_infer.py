@@ -10,6 +10,7 @@ Every image file of --dataset_path (name order) goes through the evaluation pipe
 `<result_path>/<file name up to its first dot>_<k>.bin` (k = 0 boxes+scores float32 (N, 5), 1 labels int32
 (N, 1), 2 masks bool (N, 1)); the average latency per call goes to `<time_path>/test_perform_static.txt`.
 A MINDIR exported with batch B > 1 gets B images per call (the last call completed with repeats, not written).
+`read_raw_outputs` reads one image's files back (postprogress.py), from this script or from the C++ app.
 """
 from __future__ import annotations
 
@@ -25,16 +26,16 @@ from mindspore.dataset import vision
 from mindspore.train import mind_ir_pb2
 
 from src.data_transforms import PreprocessSettings, preprocess_eval
-from src.util import Progress
+from src.errors import InferError
+from src.fileio import atomic_path, write_text_atomic
+from src.model_utils.config import parse_bool
+from src.progress import Progress
+from src.runtime import run_main, set_up_device
 
 NUM_INPUTS = 2
 META_SIZE = 4
 NO_BOXES = np.zeros((0, 6), np.int32)
 LATENCY_FILE = "test_perform_static.txt"
-
-
-class InferError(ValueError):
-    """An unusable MINDIR, image folder or image; the message names it."""
 
 
 def mindir_input_shapes(path: str) -> list[tuple[int, ...]]:
@@ -84,12 +85,34 @@ def load_image(path: str, settings: PreprocessSettings) -> tuple[np.ndarray, np.
 
 
 def write_outputs(result_dir: str, stem: str, outputs: list[np.ndarray]) -> None:
-    """Raw bytes of each output array to `<result_dir>/<stem>_<k>.bin` (each through a temporary file)."""
+    """Raw bytes of each output array to `<result_dir>/<stem>_<k>.bin` (each written atomically)."""
     for k, array in enumerate(outputs):
-        path = os.path.join(result_dir, f"{stem}_{k}.bin")
-        tmp = path + ".tmp"
-        np.ascontiguousarray(array).tofile(tmp)
-        os.replace(tmp, path)
+        with atomic_path(os.path.join(result_dir, f"{stem}_{k}.bin")) as tmp:
+            np.ascontiguousarray(array).tofile(tmp)
+
+
+def read_raw_outputs(result_dir: str, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's network outputs as the inference apps write them: `<stem>_0.bin` boxes+scores (N, 5) float16
+    (Ascend) or float32, `<stem>_1.bin` labels (N,) int32, `<stem>_2.bin` masks (N,) bool.
+
+    N is taken from the mask file (one byte per candidate) and the box precision from the boxes file's size;
+    ValueError naming the file when a file is missing or its size does not fit.
+    """
+    paths = [os.path.join(result_dir, f"{stem}_{k}.bin") for k in range(3)]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f"inference output not found: {path}")
+    masks = np.fromfile(paths[2], dtype=np.bool_)
+    count = len(masks)
+    labels = np.fromfile(paths[1], dtype=np.int32)
+    if len(labels) != count:
+        raise ValueError(f"{paths[1]}: {len(labels)} int32 labels but {paths[2]} holds {count} masks")
+    box_bytes = os.path.getsize(paths[0])
+    box_dtypes = {count * 5 * np.dtype(t).itemsize: t for t in (np.float16, np.float32)}
+    if count == 0 or box_bytes not in box_dtypes:
+        raise ValueError(f"{paths[0]}: {box_bytes} bytes is not {count} boxes of 5 float16 or float32 values")
+    boxes = np.fromfile(paths[0], dtype=box_dtypes[box_bytes]).astype(np.float32).reshape(count, 5)
+    return boxes, labels, masks
 
 
 def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, keep_ratio: bool = True) -> int:
@@ -126,17 +149,8 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
     average_ms = 1000.0 * sum(latencies) / len(latencies)
     line = f"NN inference cost average time: {average_ms:.3f} ms of infer_count {len(latencies)}"
     print(line, flush=True)
-    with open(os.path.join(time_path, LATENCY_FILE), "w", encoding="utf-8") as f:
-        f.write(line + "\n")
+    write_text_atomic(os.path.join(time_path, LATENCY_FILE), line + "\n")
     return len(files)
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1"):
-        return True
-    if text.lower() in ("false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,16 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time_path", default="./time_Result")
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--device_id", type=int, default=0)
-    parser.add_argument("--keep_ratio", type=_bool, default=True, help="as the model was trained (default true)")
+    parser.add_argument("--keep_ratio", type=parse_bool, default=True, help="as the model was trained (default true)")
     args = parser.parse_args(argv)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device(args.device_target, None if args.device_target == "CPU" else args.device_id)
-    try:
+
+    def infer() -> None:
+        set_up_device(args.device_target, "GRAPH", args.device_id)
         run(args.mindir_path, args.dataset_path, args.result_path, args.time_path, args.keep_ratio)
-    except InferError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+
+    return run_main(infer, "mindir_infer")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,32 @@
-"""Loading a Faster R-CNN-DCN checkpoint into a network for evaluation or export, with clear errors.
+"""Checkpoint files of the network: reading them (one reader, clear errors), loading one for evaluation or export,
+writing them during training (atomically) and resuming training from one.
 
 A checkpoint saved by the original (or by this port's train.py) holds the network's 321 parameters under the
-original names, and possibly optimizer state (`moments.*`, `learning_rate`, `global_step`, ...), which is ignored.
-Every network parameter must be present with its shape; anything else is reported by name before any work.
-Values are cast to the network's dtype (an Ascend float16 checkpoint loads on CPU/GPU).
+original names, and possibly optimizer state (`moments.*`/`accum.*`, `learning_rate`, `global_step`, ...).
+For inference every network parameter must be present with its shape (anything else is reported by name before any
+work) and the optimizer state is ignored; values are cast to the network's dtype (an Ascend float16 checkpoint loads
+on CPU/GPU).
 """
 from __future__ import annotations
 
+import glob
 import os
+import re
+import sys
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn
+from mindspore import Tensor, nn, save_checkpoint
+from mindspore.train.callback import Callback
+
+from src.errors import CheckpointError
+from src.fileio import atomic_path
+from src.network_define import outputs_are_finite, split_outputs
 
 SHOWN_NAMES = 8  # how many mismatched names an error message lists
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded into the network; the message names the file and the parameters."""
+CHECKPOINT_PREFIX = "faster_rcnn"
+# Checkpoint entries that describe the run rather than the model; the schedule is rebuilt from the config.
+RUN_STATE_KEYS = ("epoch_num", "step_num", "learning_rate")
 
 
 def _listing(names: list[str]) -> str:
@@ -25,15 +34,17 @@ def _listing(names: list[str]) -> str:
     return shown + (f", ... ({len(names) - SHOWN_NAMES} more)" if len(names) > SHOWN_NAMES else "")
 
 
-def read_checkpoint(path: str) -> dict[str, ms.Parameter]:
-    """The parameters of a MindSpore checkpoint file; CheckpointError if missing or unreadable."""
+def read_checkpoint(path: str, option: str | None = None) -> dict[str, ms.Parameter]:
+    """The parameters of a MindSpore checkpoint file; CheckpointError if it is missing or unreadable.
+    `option` (e.g. "--resume"): the command-line option that named the file, for the message."""
     if not path or not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file not found: {path!r}")
+        raise CheckpointError(f"{option} {path!r}: no such file" if option else f"checkpoint file not found: {path!r}")
     try:
         return ms.load_checkpoint(path)
     except Exception as err:  # MindSpore raises ValueError/RuntimeError/TypeError for files it cannot parse
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable MindSpore checkpoint: {first_line}") from None
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{option} {path!r}: not a readable MindSpore checkpoint ({detail})" if option
+                              else f"{path} is not a readable MindSpore checkpoint: {detail}") from None
 
 
 def match_checkpoint(net: nn.Cell, params: dict, path: str, key_prefix: str = "") -> dict[str, ms.Parameter]:
@@ -81,3 +92,112 @@ def load_for_inference(net: nn.Cell, path: str, key_prefix: str = "") -> int:
     if not_loaded:
         raise CheckpointError(f"{path}: MindSpore did not load {_listing(list(not_loaded))}")
     return len(params) - len(matched)
+
+
+def restore_training_state(train_cell: nn.Cell, optimizer: nn.Optimizer, path: str, steps_per_epoch: int) -> int:
+    """Load a full training checkpoint written by train.py (network + optimizer state) into `train_cell`; returns
+    the global step to continue from (the start of the epoch it was saved in). CheckpointError if it does not fit."""
+    params = read_checkpoint(path, "--resume")
+    saved_step = params.get("global_step", params.get("step_num"))
+    for key in RUN_STATE_KEYS:
+        params.pop(key, None)
+    network_names = {p.name for p in train_cell.network.get_parameters()}
+    missing_network = sorted(network_names - set(params))
+    if missing_network:
+        raise CheckpointError(f"--resume {path!r} is not a full Faster R-CNN checkpoint of this configuration: "
+                              f"{len(missing_network)} network parameters missing (e.g. {_listing(missing_network)}); "
+                              "use --pre_trained for a backbone checkpoint")
+    try:
+        not_loaded, _ = ms.load_param_into_net(train_cell, params)
+    except (RuntimeError, ValueError) as err:
+        raise CheckpointError(f"--resume {path!r} does not fit this network/configuration: {err}") from None
+    not_loaded = [name for name in not_loaded if name not in RUN_STATE_KEYS]
+    if not_loaded:
+        print(f"WARNING: {path} has no optimizer state for {len(not_loaded)} entries (e.g. "
+              f"{', '.join(not_loaded[:5])}); they restart from their initial values", file=sys.stderr, flush=True)
+    if saved_step is None:
+        print(f"WARNING: {path} records no global step; continuing from step 0 of the schedule",
+              file=sys.stderr, flush=True)
+        return 0
+    step = int(np.asarray(saved_step.asnumpy()).reshape(-1)[0])
+    start = step - step % steps_per_epoch
+    if start != step:
+        print(f"WARNING: {path} was saved at step {step}, inside an epoch of {steps_per_epoch} steps; "
+              f"continuing from the start of that epoch (step {start})", file=sys.stderr, flush=True)
+    optimizer.global_step.set_data(Tensor(np.array([start], np.int32)))
+    print(f"Resumed from {path}: global step {start} (epoch {start // steps_per_epoch} done)", flush=True)
+    return start
+
+
+def _checkpoint_order(path: str) -> tuple[int, int]:
+    """(epoch, step in epoch) from a name `<prefix>-<epoch>_<step in epoch>.ckpt`, for ordering."""
+    match = re.search(r"-(\d+)_(\d+)", os.path.basename(path))
+    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+
+
+class AtomicCheckpoint(Callback):
+    """Save the training cell every `save_checkpoint_steps` steps and at the end, atomically.
+
+    File `<directory>/<prefix>-<epoch>_<step in epoch>.ckpt` (the original's ModelCheckpoint naming) holds every
+    parameter of the training cell: the network under its original names, the optimizer state (`accum.*`,
+    `stat.*`, `global_step`, `learning_rate`, `momentum`) plus `epoch_num` and `step_num` (global step).
+    It is written through src/fileio.py's `atomic_path`, so an interrupted save never leaves a truncated `.ckpt`
+    under a final name. At most `keep_checkpoint_max` files with the prefix are kept in the directory (oldest
+    removed). A step whose loss is NaN/Inf is never saved, nor anything after it.
+    """
+
+    def __init__(self, directory: str, save_checkpoint_steps: int, keep_checkpoint_max: int,
+                 prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0):
+        super().__init__()
+        if save_checkpoint_steps <= 0:
+            raise ValueError(f"save_checkpoint_steps must be positive, got {save_checkpoint_steps}")
+        if keep_checkpoint_max <= 0:
+            raise ValueError(f"keep_checkpoint_max must be positive, got {keep_checkpoint_max}")
+        self.directory = directory
+        self.save_checkpoint_steps = save_checkpoint_steps
+        self.keep_checkpoint_max = keep_checkpoint_max
+        self.prefix = prefix
+        self.initial_step = initial_step
+        self.latest: str | None = None
+        self._last_saved_step: int | None = None
+        self._state_is_finite = True
+        os.makedirs(directory, exist_ok=True)
+
+    def on_train_step_end(self, run_context):
+        cb_params = run_context.original_args()
+        if not outputs_are_finite(*split_outputs(cb_params.net_outputs)):
+            self._state_is_finite = False
+        if self._state_is_finite and (self.initial_step + cb_params.cur_step_num) % self.save_checkpoint_steps == 0:
+            self.save(cb_params)
+
+    def on_train_end(self, run_context):
+        cb_params = run_context.original_args()
+        if self._state_is_finite and cb_params.cur_step_num and self._last_saved_step != cb_params.cur_step_num:
+            self.save(cb_params)
+
+    def save(self, cb_params) -> str | None:
+        """Write the checkpoint of the current step; returns its path, or None if a parameter is not finite."""
+        global_step = self.initial_step + cb_params.cur_step_num
+        # A finite loss can come with parameters the update has just made non-finite (the loss is computed
+        # before the update): check them, so that a saved checkpoint is always usable.
+        for param in cb_params.train_network.get_parameters():
+            value = param.asnumpy()
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                self._state_is_finite = False
+                print(f"ERROR: parameter {param.name} is not finite after global step {global_step}; "
+                      "checkpoint not saved", file=sys.stderr, flush=True)
+                return None
+        step_in_epoch = (cb_params.cur_step_num - 1) % cb_params.batch_num + 1
+        final = os.path.join(self.directory, f"{self.prefix}-{cb_params.cur_epoch_num}_{step_in_epoch}.ckpt")
+        with atomic_path(final) as tmp:
+            save_checkpoint(cb_params.train_network, tmp,
+                            append_dict={"epoch_num": cb_params.cur_epoch_num, "step_num": global_step})
+        self.latest = final
+        self._last_saved_step = cb_params.cur_step_num
+        self._remove_old()
+        return final
+
+    def _remove_old(self) -> None:
+        saved = sorted(glob.glob(os.path.join(self.directory, f"{self.prefix}-*.ckpt")), key=_checkpoint_order)
+        for path in saved[:-self.keep_checkpoint_max]:
+            os.remove(path)

@@ -9,32 +9,37 @@ Cells (parameter names unchanged: the wrappers have no prefix of their own):
   No overflow check, as the original; optional clipping of the gradients' global norm (added by this port for
   training from scratch; off by default, as the original).
 
-Callbacks:
-- `LossCallBack`: per-step progress on stdout and the original's `loss_<rank>.log` lines; stops training on a
-  NaN/Inf loss, naming the step.
-- `AtomicCheckpoint`: saves the whole training cell (network, optimizer state, global step) every N steps, writing
-  to a temporary file and renaming it, keeping at most `keep_checkpoint_max` files; never saves a non-finite state.
+`LossCallBack`: per-step progress on stdout and the original's `loss_<rank>.log` lines; stops training on a NaN/Inf
+loss, naming the step. (Saving checkpoints during training: src/network_checkpoint.py.)
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
-import re
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
-from mindspore import Tensor, nn, ops, save_checkpoint
+from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.nn.wrap.grad_reducer import DistributedGradReducer
 from mindspore.train.callback import Callback
 
-# Names of the six outputs of FasterRcnnResnet50 in training mode, in order.
-LOSS_TERMS = ("rpn_loss", "rcnn_loss", "rpn_cls_loss", "rpn_reg_loss", "rcnn_cls_loss", "rcnn_reg_loss")
-CHECKPOINT_PREFIX = "faster_rcnn"
-# Sub-directory of the checkpoint directory where a checkpoint is written before it is renamed into place.
-PARTIAL_DIR = ".partial"
+from src.progress import format_duration
+
+
+class LossTerms(NamedTuple):
+    """The six outputs of FasterRcnnResnet50 in training mode, in its order."""
+    rpn_loss: float  # rpn_loss_cls_weight * rpn_cls_loss + rpn_loss_reg_weight * rpn_reg_loss
+    rcnn_loss: float  # rcnn_loss_cls_weight * rcnn_cls_loss + rcnn_loss_reg_weight * rcnn_reg_loss
+    rpn_cls_loss: float
+    rpn_reg_loss: float
+    rcnn_cls_loss: float
+    rcnn_reg_loss: float
+
+
+LOSS_TERMS = LossTerms._fields
 
 
 class LossNet(nn.Cell):
@@ -106,21 +111,22 @@ class TrainOneStepCell(nn.Cell):
         return ops.depend(loss, self.optimizer(grads)), terms
 
 
-def split_outputs(net_outputs) -> tuple[float, np.ndarray | None]:
-    """(total loss, terms or None) from a training cell's outputs (a Tensor, or a (loss, terms) tuple)."""
+def split_outputs(net_outputs) -> tuple[float, LossTerms | None]:
+    """(total loss, the six terms or None) from a training cell's outputs (a Tensor, or a (loss, terms) tuple)."""
     if isinstance(net_outputs, (tuple, list)):
         loss, terms = net_outputs[0], (net_outputs[1] if len(net_outputs) > 1 else None)
     else:
         loss, terms = net_outputs, None
     loss = float(np.asarray(loss.asnumpy() if isinstance(loss, Tensor) else loss).reshape(-1)[0])
     if terms is not None:
-        terms = np.asarray(terms.asnumpy() if isinstance(terms, Tensor) else terms, np.float64).reshape(-1)
+        values = np.asarray(terms.asnumpy() if isinstance(terms, Tensor) else terms, np.float64).reshape(-1)
+        terms = LossTerms(*(float(v) for v in values)) if len(values) == len(LOSS_TERMS) else None
     return loss, terms
 
 
-def _format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+def outputs_are_finite(loss: float, terms: LossTerms | None) -> bool:
+    """Whether the total loss and every loss term are finite (not NaN/Inf)."""
+    return math.isfinite(loss) and (terms is None or all(math.isfinite(term) for term in terms))
 
 
 class LossCallBack(Callback):
@@ -185,95 +191,17 @@ class LossCallBack(Callback):
             last_epoch = self.last_epoch or self.initial_step // steps_per_epoch + cb_params.epoch_num
             parts = [f"epoch: {epoch}/{last_epoch} step: {step_in_epoch}/{steps_per_epoch}",
                      f"global step: {global_step}", f"total_loss: {loss:.5f}"]
-            if terms is not None and len(terms) == len(LOSS_TERMS):
-                parts.append(" ".join(f"{name}: {value:.5f}" for name, value in zip(LOSS_TERMS[2:], terms[2:],
-                                                                                      strict=True)))
+            if terms is not None:
+                parts.append(" ".join(f"{name}: {value:.5f}" for name, value in list(terms._asdict().items())[2:]))
             per_step = self.seconds_per_step()
             remaining = (last_epoch * steps_per_epoch - global_step if self.last_epoch
                          else run_steps - cb_params.cur_step_num)
-            parts.append(f"{per_step:.2f} s/step ETA {_format_duration(per_step * remaining)}")
+            parts.append(f"{per_step:.2f} s/step ETA {format_duration(per_step * remaining)}")
             print(" | ".join(parts), flush=True)
 
-        if not math.isfinite(loss) or (terms is not None and not np.all(np.isfinite(terms))):
+        if not outputs_are_finite(loss, terms):
             self.nonfinite_step = global_step
             print(f"ERROR: non-finite loss (total_loss={loss}) at global step {global_step} "
                   f"(epoch {epoch}, step {step_in_epoch}); stopping training. The parameters after this step are "
                   "not saved; resume from the last checkpoint written before it.", file=sys.stderr, flush=True)
             run_context.request_stop()
-
-
-def _checkpoint_order(path: str) -> tuple[int, int]:
-    """(epoch, step in epoch) from a name `<prefix>-<epoch>_<step in epoch>.ckpt`, for ordering."""
-    match = re.search(r"-(\d+)_(\d+)", os.path.basename(path))
-    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
-
-
-class AtomicCheckpoint(Callback):
-    """Save the training cell every `save_checkpoint_steps` steps and at the end, atomically.
-
-    File `<directory>/<prefix>-<epoch>_<step in epoch>.ckpt` (the original's ModelCheckpoint naming) holds every
-    parameter of the training cell: the network under its original names, the optimizer state (`accum.*`,
-    `stat.*`, `global_step`, `learning_rate`, `momentum`) plus `epoch_num` and `step_num` (global step).
-    It is written under `<directory>/.partial/` and renamed into place, so an interrupted save never leaves a
-    truncated `.ckpt` under a final name. At most `keep_checkpoint_max` files with the prefix are kept in the
-    directory (oldest removed). A step whose loss is NaN/Inf is never saved, nor anything after it.
-    """
-
-    def __init__(self, directory: str, save_checkpoint_steps: int, keep_checkpoint_max: int,
-                 prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0):
-        super().__init__()
-        if save_checkpoint_steps <= 0:
-            raise ValueError(f"save_checkpoint_steps must be positive, got {save_checkpoint_steps}")
-        if keep_checkpoint_max <= 0:
-            raise ValueError(f"keep_checkpoint_max must be positive, got {keep_checkpoint_max}")
-        self.directory = directory
-        self.save_checkpoint_steps = save_checkpoint_steps
-        self.keep_checkpoint_max = keep_checkpoint_max
-        self.prefix = prefix
-        self.initial_step = initial_step
-        self.latest: str | None = None
-        self._last_saved_step: int | None = None
-        self._state_is_finite = True
-        os.makedirs(os.path.join(directory, PARTIAL_DIR), exist_ok=True)
-
-    def on_train_step_end(self, run_context):
-        cb_params = run_context.original_args()
-        loss, terms = split_outputs(cb_params.net_outputs)
-        if not math.isfinite(loss) or (terms is not None and not np.all(np.isfinite(terms))):
-            self._state_is_finite = False
-        if self._state_is_finite and (self.initial_step + cb_params.cur_step_num) % self.save_checkpoint_steps == 0:
-            self.save(cb_params)
-
-    def on_train_end(self, run_context):
-        cb_params = run_context.original_args()
-        if self._state_is_finite and cb_params.cur_step_num and self._last_saved_step != cb_params.cur_step_num:
-            self.save(cb_params)
-
-    def save(self, cb_params) -> str | None:
-        """Write the checkpoint of the current step; returns its path, or None if a parameter is not finite."""
-        global_step = self.initial_step + cb_params.cur_step_num
-        # A finite loss can come with parameters the update has just made non-finite (the loss is computed
-        # before the update): check them, so that a saved checkpoint is always usable.
-        for param in cb_params.train_network.get_parameters():
-            value = param.asnumpy()
-            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-                self._state_is_finite = False
-                print(f"ERROR: parameter {param.name} is not finite after global step {global_step}; "
-                      "checkpoint not saved", file=sys.stderr, flush=True)
-                return None
-        step_in_epoch = (cb_params.cur_step_num - 1) % cb_params.batch_num + 1
-        name = f"{self.prefix}-{cb_params.cur_epoch_num}_{step_in_epoch}.ckpt"
-        partial = os.path.join(self.directory, PARTIAL_DIR, name)
-        final = os.path.join(self.directory, name)
-        save_checkpoint(cb_params.train_network, partial,
-                        append_dict={"epoch_num": cb_params.cur_epoch_num, "step_num": global_step})
-        os.replace(partial, final)
-        self.latest = final
-        self._last_saved_step = cb_params.cur_step_num
-        self._remove_old()
-        return final
-
-    def _remove_old(self) -> None:
-        saved = sorted(glob.glob(os.path.join(self.directory, f"{self.prefix}-*.ckpt")), key=_checkpoint_order)
-        for path in saved[:-self.keep_checkpoint_max]:
-            os.remove(path)

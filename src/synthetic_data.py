@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from src.fileio import write_text_atomic
 from src.model_utils.config import get_config
 
 
@@ -206,13 +207,6 @@ def write_split(out: str, split: str, stream: int, count: int, seed: int, first_
     return coco, lines, ann_id
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def generate(out: str, num_train: int, num_val: int, seed: int, classes: Sequence[str]) -> dict[str, str]:
     """Write the data set under `out`; returns the paths of its json and TXT files."""
     os.makedirs(os.path.join(out, "annotations"), exist_ok=True)
@@ -221,9 +215,9 @@ def generate(out: str, num_train: int, num_val: int, seed: int, classes: Sequenc
     for stream, (split, count, first_id) in enumerate(splits):
         coco, lines, ann_id = write_split(out, split, stream, count, seed, first_id, ann_id, classes)
         paths[split + "_json"] = os.path.join(out, "annotations", f"instances_{split}.json")
-        _write_text(paths[split + "_json"], json.dumps(coco, indent=None, separators=(",", ":")))
+        write_text_atomic(paths[split + "_json"], json.dumps(coco, indent=None, separators=(",", ":")))
         paths[split + "_txt"] = os.path.join(out, split.replace("2017", "") + ".txt")
-        _write_text(paths[split + "_txt"], "\n".join(lines) + ("\n" if lines else ""))
+        write_text_atomic(paths[split + "_txt"], "\n".join(lines) + ("\n" if lines else ""))
     return paths
 
 

@@ -19,15 +19,15 @@ import contextlib
 import io
 import json
 import os
-import tempfile
-import time
 from collections.abc import Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from src.data_sources import DataError, txt_to_coco_dict
+from src.data_sources import txt_to_coco_dict
+from src.errors import DataError
+from src.fileio import write_json_atomic, write_text_atomic
 
 # The 12 lines of COCOeval.summarize() for bbox, in the order of `COCOeval.stats`; also the keys of mAP.log.
 SUMMARY_NAMES = (
@@ -149,29 +149,6 @@ def det2json(coco: COCO, results: Sequence[list[np.ndarray]], img_ids: Sequence[
     return records
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename (ordinary permissions)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(obj, path: str) -> None:
-    """`obj` as json to `path`, atomically."""
-    _write_atomic(path, json.dumps(obj))
-
-
 def results2json(coco: COCO, results: Sequence[list[np.ndarray]], out_prefix: str,
                  img_ids: Sequence[int] | None = None, cat_ids: Sequence[int] | None = None) -> dict[str, str]:
     """Write `<out_prefix>.bbox.json` (atomically; records of `det2json`); returns {'bbox': path, 'proposal':
@@ -207,7 +184,7 @@ def coco_eval(result_file: str, coco: COCO, verbose: bool = True) -> dict:
 
 def write_summary(summary: dict, path: str) -> None:
     """The original's mAP.log: one `<name> = <value:.3f>` line per figure (written atomically)."""
-    _write_atomic(path, "".join(f"{name} = {value:.3f}\n" for name, value in summary.items()))
+    write_text_atomic(path, "".join(f"{name} = {value:.3f}\n" for name, value in summary.items()))
 
 
 def check_image_order(coco: COCO, evaluated_ids: Sequence[int] | None, evaluated_count: int) -> list[str]:
@@ -231,54 +208,3 @@ def check_image_order(coco: COCO, evaluated_ids: Sequence[int] | None, evaluated
                                 "images in a different order)")
                 break
     return problems
-
-
-def read_raw_outputs(result_dir: str, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's network outputs as the inference apps write them: `<stem>_0.bin` boxes+scores (N, 5) float16
-    (Ascend) or float32, `<stem>_1.bin` labels (N,) int32, `<stem>_2.bin` masks (N,) bool.
-
-    N is taken from the mask file (one byte per candidate) and the box precision from the boxes file's size;
-    ValueError naming the file when a file is missing or its size does not fit.
-    """
-    paths = [os.path.join(result_dir, f"{stem}_{k}.bin") for k in range(3)]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise ValueError(f"inference output not found: {path}")
-    masks = np.fromfile(paths[2], dtype=np.bool_)
-    count = len(masks)
-    labels = np.fromfile(paths[1], dtype=np.int32)
-    if len(labels) != count:
-        raise ValueError(f"{paths[1]}: {len(labels)} int32 labels but {paths[2]} holds {count} masks")
-    box_bytes = os.path.getsize(paths[0])
-    box_dtypes = {count * 5 * np.dtype(t).itemsize: t for t in (np.float16, np.float32)}
-    if count == 0 or box_bytes not in box_dtypes:
-        raise ValueError(f"{paths[0]}: {box_bytes} bytes is not {count} boxes of 5 float16 or float32 values")
-    boxes = np.fromfile(paths[0], dtype=box_dtypes[box_bytes]).astype(np.float32).reshape(count, 5)
-    return boxes, labels, masks
-
-
-class Progress:
-    """Counts finished items and formats `done/total`, elapsed time and the estimated time left."""
-
-    def __init__(self, total: int, clock=time.monotonic):
-        self.total = max(int(total), 0)
-        self.done = 0
-        self._clock = clock
-        self._start = clock()
-
-    def step(self, count: int = 1) -> str:
-        self.done += count
-        return self.status()
-
-    def status(self) -> str:
-        elapsed = self._clock() - self._start
-        if self.done and self.total:
-            eta = _hms(elapsed / self.done * max(self.total - self.done, 0))
-        else:
-            eta = "?"
-        return f"{self.done}/{self.total or '?'}, elapsed {_hms(elapsed)}, ETA {eta}"
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

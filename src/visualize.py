@@ -1,13 +1,13 @@
 """Drawing detections (boxes, class names, scores) on an image with OpenCV, for eval.py --visualize."""
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from src.data_transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from src.fileio import atomic_path
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_SCALE = 0.45
@@ -54,9 +54,7 @@ def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, labels: np.ndarray
 
 
 def save_png(image_bgr: np.ndarray, path: str) -> None:
-    """Write a PNG through a temporary file in the same folder."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    if not cv2.imwrite(tmp, image_bgr):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    """Write a PNG, atomically."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(tmp, image_bgr):
+            raise OSError(f"cannot write {path}")

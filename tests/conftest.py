@@ -1,7 +1,37 @@
-"""Fixtures shared by several test modules."""
-import pytest
+"""The test harness: MindSpore's logging quieted once, every test in PyNative mode unless it asks for more and the
+context restored after it, shared fixtures, and the `slow` marker (`make test-fast` leaves those tests out)."""
+import os
 
-from tests.reference_ckpt import write_reference_ckpt
+os.environ.setdefault("GLOG_v", "3")  # before any test module imports MindSpore
+
+import mindspore as ms  # noqa: E402
+import pytest  # noqa: E402
+
+from tests.reference_ckpt import write_reference_ckpt  # noqa: E402
+
+MODES = {"PYNATIVE": ms.PYNATIVE_MODE, "GRAPH": ms.GRAPH_MODE}
+
+
+@pytest.fixture(autouse=True)
+def _execution_mode():
+    """Each test starts in PyNative mode on the CPU; whatever it changes in the context is undone after it."""
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+    yield
+    ms.set_context(mode=previous)
+
+
+@pytest.fixture
+def graph():
+    """The test runs in GRAPH_MODE."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request) -> str:
+    """The test runs twice: in PYNATIVE and in GRAPH mode (the mode's name)."""
+    ms.set_context(mode=MODES[request.param])
+    return request.param
 
 
 @pytest.fixture(scope="session")

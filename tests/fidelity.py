@@ -1,8 +1,8 @@
 """Shared by the fidelity tests (tests/test_fidelity*.py, tests/test_float16.py).
 
-- `kernels_and_mode`: build and run the network with this project's CPU kernels or with MindSpore's own operators
-  (DeformableOffsets, ROIAlign, NMSWithMask: the graph GPU and Ascend run), in GRAPH or PYNATIVE mode;
-- `reference_network`: the port's network from a config with the reference checkpoint loaded strictly;
+- `kernels_and_mode`: run in GRAPH or PYNATIVE mode, with the kernel choice to build the network with: this project's
+  CPU kernels or MindSpore's own operators (DeformableOffsets, ROIAlign, NMSWithMask: the graph GPU and Ascend run);
+- `reference_network`: the port's network from a config and a kernel choice, the reference checkpoint loaded strictly;
 - `StagesAndDetections`: backbone and FPN outputs plus the detections, from one graph;
 - `best_detections` / `match_detections`: the original's eval post-processing and set matching of detections;
 - `one_training_step`: one step of the project's train-step cell with the SGD of the training golden, recorded as
@@ -20,8 +20,7 @@ import numpy as np
 from mindspore import Tensor, nn
 from mindspore.nn import SGD
 
-from src.custom_ops import DISABLE_ENV
-from src.FasterRcnn import FasterRcnnResnet50
+from src.FasterRcnn import FasterRcnnResnet50, Kernels, build_model
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
 from tests.reference_ckpt import DATA_DIR
 
@@ -33,34 +32,29 @@ INFER_SIZE = (384, 640)
 # are candidates, so they take every candidate and the losses are fixed functions of the inputs.
 TRAIN_OVERRIDES = dict(img_height=256, img_width=384, batch_size=2, num_gts=8, num_expected_pos=32768,
                        num_expected_neg=32768, rpn_proposal_nms_pre=2000, rpn_proposal_max_num=256,
-                       num_bboxes_stage2=256, num_expected_pos_stage2=272, num_expected_neg_stage2=272,
-                       num_expected_total_stage2=272, roi_sample_num=544)
+                       num_expected_pos_stage2=272, num_expected_neg_stage2=272)
 TRAIN_INPUTS = ("input", "img_metas", "gt_bboxes", "gt_labels", "gt_valids")
 
-KERNELS = {"cpu_kernels": "1", "mindspore_ops": "0"}  # value of FASTER_RCNN_CPU_KERNELS
+KERNELS = {"cpu_kernels": Kernels.CPU, "mindspore_ops": Kernels.MINDSPORE}
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 
 @contextmanager
-def kernels_and_mode(kernels: str, mode: str) -> Iterator[None]:
-    """Cells built inside use `kernels` (a KERNELS key) and run in `mode` (a MODES key); both restored after."""
-    previous_env, previous_mode = os.environ.get(DISABLE_ENV), ms.get_context("mode")
-    os.environ[DISABLE_ENV] = KERNELS[kernels]
+def kernels_and_mode(kernels: str, mode: str) -> Iterator[Kernels]:
+    """Runs inside in `mode` (a MODES key), restored after; yields the Kernels of `kernels` (a KERNELS key) to build
+    the network with."""
+    previous_mode = ms.get_context("mode")
     ms.set_context(mode=MODES[mode])
     try:
-        yield
+        yield KERNELS[kernels]
     finally:
         ms.set_context(mode=previous_mode)
-        if previous_env is None:
-            os.environ.pop(DISABLE_ENV, None)
-        else:
-            os.environ[DISABLE_ENV] = previous_env
 
 
-def reference_network(cfg, ckpt_path: str) -> FasterRcnnResnet50:
-    """The network of `cfg` with every parameter loaded from the reference checkpoint (strict: names and shapes
-    are the original's, nothing missing, nothing left over)."""
-    net = FasterRcnnResnet50(cfg)
+def reference_network(cfg, ckpt_path: str, kernels: Kernels, dtype: ms.Type = ms.float32) -> FasterRcnnResnet50:
+    """The network of `cfg` computing in `dtype` with `kernels` and every parameter loaded from the reference
+    checkpoint (strict: names and shapes are the original's, nothing missing, nothing left over)."""
+    net = build_model(cfg, kernels=kernels, dtype=dtype)
     assert ms.load_param_into_net(net, ms.load_checkpoint(ckpt_path), strict_load=True) == ([], [])
     return net
 

@@ -8,7 +8,7 @@ z = standard normal float32 draws from numpy's default_rng(crc32(name) + salt), 
 with gain 0.01 rpn_cls, 0.001 rpn_reg, 0.001 reg_scores, 0.5 cls_scores, 1 p_conv/m_conv, 1 shared_fc,
 2 any other weight.
 
-Usage: python tests/reference_ckpt.py OUT.ckpt [--salt N]
+Usage (from the repository root): python -m tests.reference_ckpt OUT.ckpt [--salt N]
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import os
 import zlib
 
 import numpy as np
+
+from src.fileio import atomic_path
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 PARAMS_TSV = os.path.join(DATA_DIR, "original_params.tsv")
@@ -77,13 +79,12 @@ def reference_params(salt: int = 0, path: str = PARAMS_TSV) -> dict[str, np.ndar
 
 
 def write_reference_ckpt(out_path: str, salt: int = 0) -> str:
-    """Write the reference checkpoint (written to a temp file, then renamed)."""
+    """Write the reference checkpoint (atomically)."""
     import mindspore as ms  # noqa: PLC0415 (keeps `read_param_table` usable without MindSpore)
 
     items = [{"name": name, "data": ms.Tensor(value)} for name, value in reference_params(salt).items()]
-    tmp_path = out_path + ".partial.ckpt"  # save_checkpoint appends ".ckpt" to any other name
-    ms.save_checkpoint(items, tmp_path)
-    os.replace(tmp_path, out_path)
+    with atomic_path(out_path) as tmp:
+        ms.save_checkpoint(items, tmp)
     return out_path
 
 

@@ -1,13 +1,12 @@
 """Anchors against hand-computed values: the original's rounded base anchors per stride, their grid layout
 (index = (y * w + x) * A + a, shift = stride * (x, y), no half-stride offset) and the per-level counts."""
-import os
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_v", "3")
-from src.FasterRcnn.anchor_generator import AnchorGenerator, multi_level_anchors  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
+from src.FasterRcnn.anchor_generator import AnchorGenerator, multi_level_anchors
+from src.FasterRcnn.settings import AnchorSettings
+from src.model_utils.config import get_config
 
 # The original's base anchors (ratios 0.5, 1, 2; scale 8; base size = stride), as listed in ORIGINAL_NETWORK.md.
 BASE_ANCHORS = {
@@ -52,7 +51,7 @@ def test_grid_anchors_layout_on_a_small_map():
 
 def test_multi_level_anchors_follow_the_config():
     cfg = get_config([], img_height=128, img_width=192)
-    levels = multi_level_anchors(cfg)
+    levels = multi_level_anchors(AnchorSettings.from_config(cfg))
     assert [tuple(s) for s in cfg.feature_shapes] == [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)]
     assert [len(a) for a in levels] == [3 * h * w for h, w in cfg.feature_shapes]
     assert sum(len(a) for a in levels) == cfg.num_bboxes == 3 * (1536 + 384 + 96 + 24 + 6)
@@ -65,4 +64,4 @@ def test_multi_level_anchors_follow_the_config():
 def test_anchor_count_mismatch_is_a_config_error():
     cfg = get_config([], img_height=128, img_width=192, anchor_ratios=[1.0])
     with pytest.raises(ValueError, match="num_anchors"):
-        multi_level_anchors(cfg)
+        multi_level_anchors(AnchorSettings.from_config(cfg))

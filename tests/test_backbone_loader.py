@@ -10,7 +10,9 @@ import pytest
 from mindspore import Tensor, nn
 
 from src.backbone_loader import load_backbone_pretrained
+from src.errors import CheckpointError
 from src.FasterRcnn.resnet import ResNetFea
+from src.FasterRcnn.settings import Kernels
 
 LAYERS, IN_CH, OUT_CH = [2, 2, 2, 1], [8, 16, 32, 64], [16, 32, 64, 128]
 NUM_CLASSES = 10
@@ -20,7 +22,7 @@ BN = ("moving_mean", "moving_variance", "gamma", "beta")
 class _Net(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.backbone = ResNetFea(LAYERS, IN_CH, OUT_CH)
+        self.backbone = ResNetFea(LAYERS, IN_CH, OUT_CH, kernels=Kernels.CPU)
         self.head = nn.Dense(4, 2)  # a non-backbone parameter the loader must leave alone
 
 
@@ -101,7 +103,7 @@ def test_loads_model_zoo_names_including_dcn_main_weights(tmp_path, capsys):
 def test_bare_backbone_with_empty_prefix(tmp_path):
     shapes = _model_zoo_resnet_shapes()
     values = _write_ckpt(tmp_path / "r.ckpt", shapes, seed=1, with_optimizer=False)
-    backbone = ResNetFea(LAYERS, IN_CH, OUT_CH)
+    backbone = ResNetFea(LAYERS, IN_CH, OUT_CH, kernels=Kernels.CPU)
     report = load_backbone_pretrained(backbone, str(tmp_path / "r.ckpt"), prefix="")
     np.testing.assert_array_equal(backbone.layer4[0].conv1.weight.asnumpy(), values["layer4.0.conv1.weight"])
     assert report["unexpected"] == ["end_point.bias", "end_point.weight"]
@@ -116,7 +118,7 @@ def test_shape_mismatch_names_the_key(tmp_path):
 
 
 def test_missing_and_unreadable_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    with pytest.raises(CheckpointError, match="nope.ckpt"):
         load_backbone_pretrained(_Net(), str(tmp_path / "nope.ckpt"))
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint" * 10)

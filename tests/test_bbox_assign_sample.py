@@ -1,27 +1,21 @@
 """Both assigner/samplers against a NumPy transcription of the original's rule (its per-gt loop, literally) and on
 crafted boxes: exact-match gt positive, far box negative, ignore band, crowd/padding gts dropped, low-quality
 matches with ties, "later gt wins", the sample counts, and the stage-2 output layout (gts first as proposals)."""
-import os
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Tensor
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Tensor  # noqa: E402
-
-from src.FasterRcnn.anchor_generator import multi_level_anchors  # noqa: E402
-from src.FasterRcnn.bbox_assign_sample import BboxAssignSample, MaxIoUAssignRandomSample  # noqa: E402
-from src.FasterRcnn.bbox_assign_sample_stage2 import BboxAssignSampleForRcnn  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from tests.test_box_ops import np_encode, np_iou  # noqa: E402
+from src.FasterRcnn.anchor_generator import multi_level_anchors
+from src.FasterRcnn.bbox_assign_sample import BboxAssignSample, MaxIoUAssignRandomSample
+from src.FasterRcnn.bbox_assign_sample_stage2 import BboxAssignSampleForRcnn
+from src.FasterRcnn.settings import AnchorSettings, AssignerSettings
+from src.model_utils.config import get_config
+from tests.test_box_ops import np_encode, np_iou
 
 RPN_THRESHOLDS = dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3)
 
-
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +101,7 @@ def test_assign_matches_the_original_loop_on_random_boxes_with_ties(thresholds):
 
 # ---------------------------------------------------------------- RPN: dense targets
 def rpn_case(cfg, gts_list, crowd=()):
-    anchors = np.concatenate(multi_level_anchors(cfg))
+    anchors = np.concatenate(multi_level_anchors(AnchorSettings.from_config(cfg)))
     valid = np_inside(anchors, cfg.img_height, cfg.img_width)
     gts = np.zeros((cfg.num_gts, 4), np.float32)
     gt_valids = np.zeros(cfg.num_gts, bool)
@@ -118,7 +112,7 @@ def rpn_case(cfg, gts_list, crowd=()):
 
 
 def run_rpn_sampler(cfg, anchors, valid, gts, gt_valids, labels):
-    sampler = BboxAssignSample(cfg, 2, cfg.num_bboxes, False)
+    sampler = BboxAssignSample(AssignerSettings.from_config(cfg, "rpn"))
     out = sampler(Tensor(gts), Tensor(labels), Tensor(valid), Tensor(anchors), Tensor(gt_valids))
     return [o.asnumpy() for o in out]
 
@@ -156,7 +150,7 @@ def test_rpn_targets_few_positives_all_kept(cfg):
 
 def test_rpn_targets_many_positives_capped(cfg):
     # 100 gts copying inside-canvas stride-4 anchors: hundreds of anchors reach IoU >= 0.7.
-    anchors = np.concatenate(multi_level_anchors(cfg))
+    anchors = np.concatenate(multi_level_anchors(AnchorSettings.from_config(cfg)))
     inside = np.flatnonzero(np_inside(anchors, cfg.img_height, cfg.img_width))
     rng = np.random.default_rng(12)
     picked = anchors[rng.choice(inside[inside < 3 * 32 * 48], 100, replace=False)]
@@ -192,7 +186,7 @@ def stage2_case(cfg, proposals, proposal_valid):
 
 
 def run_stage2(cfg, case):
-    sampler = BboxAssignSampleForRcnn(cfg, 2, cfg.num_bboxes_stage2, True)
+    sampler = BboxAssignSampleForRcnn(AssignerSettings.from_config(cfg, "rcnn"), add_gt_as_proposals=True)
     gts, labels, mask, boxes, gt_valids = case
     return [o.asnumpy() for o in sampler(Tensor(gts), Tensor(labels), Tensor(mask), Tensor(boxes),
                                          Tensor(gt_valids))]

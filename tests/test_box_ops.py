@@ -1,30 +1,24 @@
 """Box maths against NumPy implementations of the original's documented formulas (legacy "+1" convention for IoU,
 encode, decode, CheckValid; NMS without "+1"), in PYNATIVE and GRAPH mode. The NumPy helpers here are the
 reference for the other RPN-side tests too."""
-import os
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Tensor, nn, ops
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Tensor, nn, ops  # noqa: E402
-
-from src.custom_ops import NmsWithMask  # noqa: E402
-from src.FasterRcnn.box_ops import (  # noqa: E402
+from src.custom_ops import NmsWithMask
+from src.FasterRcnn.box_ops import (
     box_iou,
     boxes_inside,
     decode_boxes,
     encode_boxes,
     nms_with_mask,
 )
+from src.FasterRcnn.settings import Kernels
 
 ONE = np.float32(1.0)
 
-
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 # ---------------------------------------------------------------- NumPy references
@@ -217,7 +211,7 @@ def test_nms_kernel_gives_nmswithmask_outputs_with_ties_and_unsorted_input():
 class _AllOps(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.nms = nms_with_mask(0.7)
+        self.nms = nms_with_mask(0.7, Kernels.CPU)
 
     def construct(self, boxes, gts, deltas, meta, dets):
         return (box_iou(boxes, gts), encode_boxes(boxes, gts[:4], (0.0,) * 4, (0.1, 0.1, 0.2, 0.2)),

@@ -1,22 +1,19 @@
 """Checkpoint compatibility with the original: the network's parameters are exactly the original's (names,
 shapes, trainability, tests/data/original_params.tsv), and save / load / strict load / the inference wrapper
 all use the original's names."""
-import os
 
+import mindspore as ms
 import numpy as np
 import pytest
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-
-from src.FasterRcnn import FasterRcnnInfer, FasterRcnnResnet50  # noqa: E402
-from src.FasterRcnn.faster_rcnn_resnet50 import ORIGINAL_CELL_NAMES  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from tests.reference_ckpt import read_param_table, reference_params, write_reference_ckpt  # noqa: E402
+from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.model_utils.config import get_config
+from tests.reference_ckpt import read_param_table, reference_params, write_reference_ckpt
 
 ORIGINAL_NUM_PARAMS = 321
 ORIGINAL_NUM_VALUES = 42_681_188
 ORIGINAL_NUM_TRAINABLE_VALUES = 42_402_724
+ORIGINAL_CELL_NAMES = {"fpn_neck": "fpn_ncek"}  # attribute -> the cell's name in the original's checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +29,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def net(cfg):
-    return FasterRcnnResnet50(cfg)
+    return build_model(cfg, kernels=Kernels.CPU)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +67,7 @@ def test_renamed_cells_keep_the_original_names(net):
 
 
 def test_original_checkpoint_loads_strictly(cfg, reference_ckpt, table):
-    net = FasterRcnnResnet50(cfg)
+    net = build_model(cfg, kernels=Kernels.CPU)
     param_dict = ms.load_checkpoint(reference_ckpt)
     assert set(param_dict) == set(table)
     not_loaded, unused = ms.load_param_into_net(net, param_dict, strict_load=True)
@@ -86,14 +83,14 @@ def test_saved_checkpoint_has_original_names_and_round_trips(net, table, tmp_pat
     saved = ms.load_checkpoint(path)
     assert set(saved) == set(table)
     assert all(tuple(saved[name].shape) == table[name][0] for name in table)
-    fresh = FasterRcnnResnet50(get_config([], img_height=256, img_width=384))
+    fresh = build_model(get_config([], img_height=256, img_width=384), kernels=Kernels.CPU)
     assert ms.load_param_into_net(fresh, saved, strict_load=True) == ([], [])
     for name in ("fpn_ncek.lateral_convs_list.0.weight", "rcnn.shared_fc_0.weight", "backbone.conv1.weight"):
         np.testing.assert_array_equal(fresh.parameters_dict()[name].asnumpy(), net.parameters_dict()[name].asnumpy())
 
 
 def test_inference_wrapper_uses_network_prefix(cfg, reference_ckpt, table, tmp_path):
-    infer = FasterRcnnInfer(cfg)
+    infer = build_infer_model(cfg, kernels=Kernels.CPU)
     names = {p.name for p in infer.get_parameters()}
     assert names == {"network." + name for name in table}
     # As the original's export.py: a training checkpoint's keys, prefixed with "network.".

@@ -2,8 +2,9 @@
 import os
 
 import pytest
+import yaml
 
-from src.model_utils.config import ROOT, ConfigError, get_config, parse_yaml
+from src.model_utils.config import DERIVED_KEYS, INACTIVE_KEYS, ROOT, ConfigError, get_config, parse_yaml
 
 
 def test_default_values_are_the_originals():
@@ -67,3 +68,46 @@ def test_bad_values_fail_with_the_key_named(argv, words):
 def test_worker_count_never_exceeds_the_cores():
     cfg = get_config(["--config_path", "default_config.yaml"])
     assert cfg.num_parallel_workers <= (os.cpu_count() or 1)
+
+
+def test_every_key_of_the_yamls_is_read_by_the_code():
+    """No key of this project's yamls is dead: each is read as an attribute somewhere outside the tests."""
+    import glob  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    sources = glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "src", "**", "*.py"), recursive=True)
+    code = "\n".join(open(path, encoding="utf-8").read() for path in sources)
+    for name in ("default_config.yaml", "default_config_gpu.yaml", "default_config_cpu.yaml", "demo_config.yaml"):
+        values, _, _ = parse_yaml(os.path.join(ROOT, name))
+        unread = [key for key in values if not re.search(rf"\.{key}\b|\"{key}\"", code)]
+        assert unread == [], f"{name}: keys nothing reads: {unread}"
+        assert not set(values) & (INACTIVE_KEYS.keys() | DERIVED_KEYS.keys()), name
+
+
+def test_a_copy_of_the_originals_yaml_loads_with_one_warning(tmp_path, capsys):
+    """The original's keys that have no effect are named in one warning line; a derived value that disagrees is
+    replaced (with a warning) by the one that follows from the other keys."""
+    values, helps, choices = parse_yaml(os.path.join(ROOT, "default_config_cpu.yaml"))
+    original = dict(values, rpn_nms_post=1000, sgd_step=[8, 11], num_expected_total_stage2=512, roi_sample_num=640,
+                    num_bboxes=245520, num_bboxes_stage2=1999)
+    path = tmp_path / "original.yaml"
+    path.write_text(yaml.safe_dump_all([original, helps, choices]))
+    capsys.readouterr()
+    cfg = get_config([f"--config_path={path}"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 2
+    assert "no effect" in warnings[0] and "num_expected_total_stage2, rpn_nms_post, sgd_step" in warnings[0]
+    assert "num_bboxes_stage2=1999 -> 2000" in warnings[1] and "roi_sample_num" not in warnings[1]
+    assert cfg.num_bboxes_stage2 == cfg.rpn_proposal_max_num == 2000 and "sgd_step" not in cfg
+    # and the same key on the command line (an original's launcher), with the image size changing num_bboxes
+    get_config(["--rpn_nms_post=5", "--img_height=384", "--img_width=640"])
+    assert "rpn_nms_post" in capsys.readouterr().err
+
+
+def test_given_keys_and_replace():
+    cfg = get_config(["--batch_size=1"], img_width=640)
+    assert {"batch_size", "img_width"} <= cfg.given and "img_height" not in cfg.given
+    changed = cfg.replace(coco_root="/data")
+    assert changed.coco_root == "/data" and cfg.coco_root != "/data" and "coco_root" in changed.given
+    with pytest.raises(ConfigError, match="no_such_key"):
+        cfg.replace(no_such_key=1)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from src.custom_ops import DISABLE_ENV, DeformConv2dOriginal, MultiLevelRoIAlign, build, use_cpu_kernels
+from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, build
 from tests.grad_steps import DcnGradStep, RoIAlignGradStep
 from tests.roi_align_reference import AllLevelsThenSelect, multi_level_roi_align, roi_level
 
@@ -25,14 +25,6 @@ SAMPLE_NUM = 2
 FINEST_SCALE = 56
 IMG_H, IMG_W = 128, 192
 KERNEL = 3
-
-
-@pytest.fixture(autouse=True)
-def pynative():
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-    yield
-    ms.set_context(mode=mode)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -368,7 +360,6 @@ def test_dcn_rejects_bad_inputs():
         DeformConv2dOriginal(0)
 
 
-@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
 def test_dcn_computes_float16_inputs_in_float32(mode):
     """A network run with to_float(float16) hands the kernel float16: it computes in float32, answers in float16, and
     its gradients come back in float16."""
@@ -376,14 +367,9 @@ def test_dcn_computes_float16_inputs_in_float32(mode):
     x, offset_mask, weight, dout = (rng.standard_normal(shape).astype(np.float16)
                                     for shape in ((1, 4, 7, 7), (1, 27, 7, 7), (3, 4, 3, 3), (1, 3, 7, 7)))
     dcn = DeformConv2dOriginal(1)
-    previous = ms.get_context("mode")
-    ms.set_context(mode=mode)
-    try:
-        out = dcn(Tensor(x), Tensor(offset_mask), Tensor(weight))
-        want = dcn(*(Tensor(t.astype(np.float32)) for t in (x, offset_mask, weight)))
-        grads = DcnGradStep(dcn)(*(Tensor(t) for t in (x, offset_mask, weight, dout)))
-    finally:
-        ms.set_context(mode=previous)
+    out = dcn(Tensor(x), Tensor(offset_mask), Tensor(weight))
+    want = dcn(*(Tensor(t.astype(np.float32)) for t in (x, offset_mask, weight)))
+    grads = DcnGradStep(dcn)(*(Tensor(t) for t in (x, offset_mask, weight, dout)))
     assert out.dtype == ms.float16
     np.testing.assert_array_equal(out.asnumpy(), want.asnumpy().astype(np.float16))
     assert [g.dtype for g in grads] == [ms.float16] * 4
@@ -422,10 +408,3 @@ def test_build_caches_by_source_and_reports_missing_compiler(tmp_path, monkeypat
     build._built.clear()
     with pytest.raises(RuntimeError, match="g\\+\\+-that-does-not-exist"):
         build.library_path("probe")
-
-
-def test_use_cpu_kernels_follows_device_and_switch(monkeypatch):
-    monkeypatch.delenv(DISABLE_ENV, raising=False)
-    assert use_cpu_kernels()
-    monkeypatch.setenv(DISABLE_ENV, "0")
-    assert not use_cpu_kernels()

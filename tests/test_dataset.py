@@ -13,6 +13,7 @@ import pytest
 from mindspore import dataset as de
 
 import src.dataset as dataset
+import src.mindrecord as mindrecord
 from src.data_sources import DataError
 from src.data_transforms import (
     IMAGENET_MEAN_RGB,
@@ -24,8 +25,9 @@ from src.data_transforms import (
     preprocess_eval,
     preprocess_train,
 )
-from src.dataset import create_fasterrcnn_dataset, create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
-from src.model_utils.config import ROOT, get_config
+from src.dataset import create_fasterrcnn_dataset
+from src.mindrecord import create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
+from src.model_utils.config import ROOT, cap_workers, get_config
 from src.synthetic_data import main as make_synthetic
 
 GOLDEN_DIR = os.path.join(ROOT, "tests", "data", "preprocess")
@@ -353,9 +355,9 @@ def test_interrupted_write_is_never_taken_for_complete(synthetic, tmp_path, monk
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
     target = os.path.join(tmp_path, TRAIN + "0")
     # 1. interrupted while writing rows: nothing lands in the folder
-    monkeypatch.setattr(dataset, "WRITE_BATCH_ROWS", 2)
+    monkeypatch.setattr(mindrecord, "WRITE_BATCH_ROWS", 2)
     calls = {"n": 0}
-    real_write = dataset.FileWriter.write_raw_data
+    real_write = mindrecord.FileWriter.write_raw_data
 
     def failing_write(self, batch, *args, **kwargs):
         calls["n"] += 1
@@ -363,7 +365,7 @@ def test_interrupted_write_is_never_taken_for_complete(synthetic, tmp_path, monk
             raise Interrupted()
         return real_write(self, batch, *args, **kwargs)
 
-    monkeypatch.setattr(dataset.FileWriter, "write_raw_data", failing_write)
+    monkeypatch.setattr(mindrecord.FileWriter, "write_raw_data", failing_write)
     with pytest.raises(Interrupted):
         create_mindrecord(cfg, TRAIN, True)
     assert os.listdir(tmp_path) == []
@@ -377,7 +379,7 @@ def test_interrupted_write_is_never_taken_for_complete(synthetic, tmp_path, monk
         moved.append(dst)
         real_replace(src, dst)
 
-    monkeypatch.setattr(dataset.os, "replace", failing_replace)
+    monkeypatch.setattr(mindrecord.os, "replace", failing_replace)
     with pytest.raises(Interrupted):
         create_mindrecord(cfg, TRAIN, True)
     monkeypatch.undo()
@@ -392,11 +394,12 @@ def test_interrupted_write_is_never_taken_for_complete(synthetic, tmp_path, monk
     assert not is_mindrecord_complete(target)
 
 
+@pytest.mark.slow  # a subprocess that converts a data set
 def test_killed_writer_leaves_nothing_accepted(synthetic, tmp_path):
     """A real kill (no clean-up code runs) in the middle of moving the files into place."""
     script = f"""
 import os, signal
-import src.dataset as dataset
+import src.mindrecord as mindrecord
 from src.model_utils.config import get_config
 real, count = os.replace, [0]
 def replace(src, dst):
@@ -404,9 +407,9 @@ def replace(src, dst):
     if count[0] == 4:
         os.kill(os.getpid(), signal.SIGKILL)
     real(src, dst)
-dataset.os.replace = replace
+mindrecord.os.replace = replace
 cfg = get_config([], coco_root={str(synthetic)!r}, mindrecord_dir={str(tmp_path)!r}, img_height={H}, img_width={W})
-dataset.create_mindrecord(cfg, {TRAIN!r}, True)
+mindrecord.create_mindrecord(cfg, {TRAIN!r}, True)
 """
     env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, timeout=300)
@@ -423,7 +426,7 @@ dataset.create_mindrecord(cfg, {TRAIN!r}, True)
 
 
 def test_other_ranks_wait_for_rank_0(synthetic, tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "WAIT_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(mindrecord, "WAIT_POLL_SECONDS", 0.05)
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
     result = {}
     waiter = threading.Thread(target=lambda: result.update(path=create_mindrecord(cfg, TRAIN, True, rank_id=1)))
@@ -470,4 +473,4 @@ def test_training_pipeline_with_worker_processes(synthetic, tmp_path):
         assert valid.sum(axis=1).min() >= 1 and (batch["label"][valid] > 0).all()
         assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
         assert boxes[:, [0, 2]].max() <= W - 1 and boxes[:, [1, 3]].max() <= H - 1 and boxes.min() >= 0
-    assert dataset._worker_count(cfg, 64) == os.cpu_count()
+    assert cap_workers(64) == os.cpu_count()

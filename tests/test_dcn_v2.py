@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from src.custom_ops import DISABLE_ENV
 from src.FasterRcnn.dcn_v2 import DeformConv2d, deform_conv2d_edge_clamped
-
-ms.set_context(mode=ms.PYNATIVE_MODE)
+from src.FasterRcnn.settings import Kernels
 
 
 def _taps():
@@ -171,13 +169,12 @@ def test_zero_offsets_is_shifted_plain_conv_with_edge_replication():
     _assert_close(out, expected, "zero offsets")
 
 
-@pytest.mark.parametrize("cpu_kernel", ["1", "0"], ids=["cpu_kernel", "ms_ops"])
+@pytest.mark.parametrize("kernels", [Kernels.CPU, Kernels.MINDSPORE], ids=["cpu_kernel", "ms_ops"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_cell_matches_original_and_trains_offsets(stride, cpu_kernel, monkeypatch):
-    monkeypatch.setenv(DISABLE_ENV, cpu_kernel)
+def test_cell_matches_original_and_trains_offsets(stride, kernels):
     rng = np.random.default_rng(11 + stride)
-    layer = DeformConv2d(4, 5, kernel_size=3, stride=stride, padding=1)
-    assert (layer.cpu_deform is not None) == (cpu_kernel == "1")
+    layer = DeformConv2d(4, 5, kernel_size=3, stride=stride, padding=1, kernels=kernels)
+    assert (layer.cpu_deform is not None) == (kernels is Kernels.CPU)
     names = {p.name: p.shape for p in layer.get_parameters()}
     assert names == {"conv.weight": (5, 4, 3, 3), "p_conv.weight": (18, 4, 3, 3), "m_conv.weight": (9, 4, 3, 3)}
     assert not layer.p_conv.weight.asnumpy().any() and not layer.m_conv.weight.asnumpy().any()
@@ -208,4 +205,4 @@ def test_cell_matches_original_and_trains_offsets(stride, cpu_kernel, monkeypatc
 
 def test_rejects_unsupported_geometry():
     with pytest.raises(ValueError, match="kernel_size"):
-        DeformConv2d(4, 4, kernel_size=5, padding=2)
+        DeformConv2d(4, 4, kernel_size=5, padding=2, kernels=Kernels.CPU)

@@ -11,8 +11,11 @@ import sys
 
 import mindspore as ms
 import numpy as np
+import pytest
 
 from tests.test_train import TINY
+
+pytestmark = pytest.mark.slow  # two msrun workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT, FOREGROUND="1")

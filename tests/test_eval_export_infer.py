@@ -16,20 +16,22 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.FasterRcnn import FasterRcnnInfer, FasterRcnnResnet50
-from src.mindir_infer import mindir_input_shapes
+from src.errors import CheckpointError
+from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.mindir_infer import mindir_input_shapes, read_raw_outputs
 from src.model_utils.config import ROOT, get_config
-from src.network_checkpoint import CheckpointError, load_for_inference, match_checkpoint, read_checkpoint
+from src.network_checkpoint import load_for_inference, match_checkpoint, read_checkpoint
 from src.util import (
     SUMMARY_NAMES,
     coco_eval,
     foreground_category_ids,
     load_ground_truth,
-    read_raw_outputs,
     select_detections,
 )
 from src.visualize import class_color, draw_detections
 from tests.reference_ckpt import reference_params, write_reference_ckpt
+
+pytestmark = pytest.mark.slow  # eval.py, export.py and the inference script end to end
 
 H, W = 128, 192  # small canvas (multiples of 32)
 SIZE_ARGS = [f"--img_height={H}", f"--img_width={W}"]
@@ -245,7 +247,7 @@ def test_eval_rejects_a_checkpoint_of_another_network(work, tmp_path):
 @pytest.fixture(scope="module")
 def small_net():
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-    return FasterRcnnResnet50(get_config(SIZE_ARGS))
+    return build_model(get_config(SIZE_ARGS), kernels=Kernels.CPU)
 
 
 def test_checkpoint_mismatches_are_named(small_net, tmp_path):
@@ -260,7 +262,8 @@ def test_checkpoint_mismatches_are_named(small_net, tmp_path):
     assert "backbone.conv1.weight (64, 3, 3, 3) (network (64, 3, 7, 7))" in message
     # export's wrapper: checkpoint names get its `network.` prefix, and are reported without it
     with pytest.raises(CheckpointError, match="missing: rcnn.cls_scores.bias"):
-        match_checkpoint(FasterRcnnInfer(get_config(SIZE_ARGS)), params, "x.ckpt", key_prefix="network.")
+        match_checkpoint(build_infer_model(get_config(SIZE_ARGS), kernels=Kernels.MINDSPORE), params, "x.ckpt",
+                         key_prefix="network.")
 
 
 def test_float16_checkpoint_with_optimizer_state_loads(small_net, tmp_path):

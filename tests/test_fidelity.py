@@ -6,19 +6,17 @@ recorded from the original network (tests/data/golden_384x640.npz) must match: f
 within 1e-3 of the stage's std, and the original's eval post-processing of the detections (valid candidates by
 score, best 128) matched as sets (same label, IoU >= 0.99, |score difference| <= 1e-3).
 
-Each check runs with this project's CPU kernels and with MindSpore's own operators (FASTER_RCNN_CPU_KERNELS=0: the
+Each check runs with this project's CPU kernels and with MindSpore's own operators (Kernels.MINDSPORE: the
 graph GPU and Ascend run), in GRAPH_MODE (what eval.py runs) and in PYNATIVE_MODE. The largest deviation of every
 stage is printed (run with -s to see it).
 """
-import os
 
-os.environ.setdefault("GLOG_v", "3")
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from mindspore import Tensor  # noqa: E402
+import numpy as np
+import pytest
+from mindspore import Tensor
 
-from src.model_utils.config import get_config  # noqa: E402
-from tests.fidelity import (  # noqa: E402
+from src.model_utils.config import get_config
+from tests.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,
     INFER_SIZE,
@@ -28,6 +26,8 @@ from tests.fidelity import (  # noqa: E402
     match_detections,
     reference_network,
 )
+
+pytestmark = pytest.mark.slow  # four network builds and graph compilations
 
 FEATURE_TOL = 1e-3  # times the stage's std
 DET_MIN_IOU = 0.99
@@ -47,9 +47,9 @@ def golden():
 def run(request, golden, reference_ckpt):
     """The port on the golden input: ({stage: array}, (bboxes, labels, masks) of the image, the run's name)."""
     height, width = INFER_SIZE
-    with kernels_and_mode(*request.param):
+    with kernels_and_mode(*request.param) as kernels:
         cfg = get_config([f"--config_path={CONFIG_GPU}"], img_height=height, img_width=width, test_batch_size=1)
-        net = reference_network(cfg, reference_ckpt)
+        net = reference_network(cfg, reference_ckpt, kernels)
         net.set_train(False)
         meta = Tensor(np.array([[height, width, 1.0, 1.0]], np.float32))
         backbone, fpn, bboxes, labels, masks = StagesAndDetections(net)(Tensor(golden["input"]), meta)

@@ -11,19 +11,17 @@ momentum 0.91, weight decay 1e-5, loss scale 256) on the golden batch. Checked a
   of the parameter's largest sampled |update| (the offset convs of layer2 are the loosest: a bilinear sample's
   derivative jumps where its position crosses an integer; tests/data/FIDELITY.md).
 
-Each check runs with this project's CPU kernels and with MindSpore's own operators (FASTER_RCNN_CPU_KERNELS=0: the
+Each check runs with this project's CPU kernels and with MindSpore's own operators (Kernels.MINDSPORE: the
 graph GPU and Ascend run), in GRAPH_MODE (what train.py runs) and in PYNATIVE_MODE. The largest deviations per
 parameter group are printed (run with -s to see them).
 """
-import os
 
-os.environ.setdefault("GLOG_v", "3")
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from src.model_utils.config import get_config  # noqa: E402
-from src.network_define import LOSS_TERMS  # noqa: E402
-from tests.fidelity import (  # noqa: E402
+from src.model_utils.config import get_config
+from src.network_define import LOSS_TERMS
+from tests.fidelity import (
     CONFIG_GPU,
     GOLDEN_TRAIN,
     TRAIN_OVERRIDES,
@@ -32,6 +30,8 @@ from tests.fidelity import (  # noqa: E402
     parameter_group,
     reference_network,
 )
+
+pytestmark = pytest.mark.slow  # four training steps of the full network
 
 LOSS_RTOL = 1e-5
 NORM_RTOL = 2e-3
@@ -48,9 +48,9 @@ def golden():
 @pytest.fixture(scope="module", params=RUNS, ids=["-".join(run) for run in RUNS])
 def step(request, golden, reference_ckpt):
     """(StepRecord of one training step of the port on the golden batch, the run's name)."""
-    with kernels_and_mode(*request.param):
+    with kernels_and_mode(*request.param) as kernels:
         cfg = get_config([f"--config_path={CONFIG_GPU}"], **TRAIN_OVERRIDES)
-        net = reference_network(cfg, reference_ckpt)
+        net = reference_network(cfg, reference_ckpt, kernels)
         net.set_train(True)
         return one_training_step(net, golden), "-".join(request.param)
 

@@ -1,6 +1,7 @@
 """The Ascend precision path, run on the CPU: the network cast to float16 as train.py and eval.py do on Ascend
-(`net.to_float(float16)`), built with MindSpore's own operators (FASTER_RCNN_CPU_KERNELS=0: the graph Ascend runs),
-in GRAPH_MODE, compared with what the original computed in float32 (the fidelity goldens).
+(`build_model(..., dtype=float16)`: `net.to_float(float16)`), built with MindSpore's own operators
+(Kernels.MINDSPORE: the graph Ascend runs), in GRAPH_MODE, compared with what the original computed in float32 (the
+fidelity goldens).
 
 - Training: one step of the train-step cell on the training golden's batch (tests/test_fidelity_train.py) must
   compile and run; its six losses are finite and within 1e-3 relative of the float32 losses (float16 keeps 11
@@ -15,17 +16,15 @@ in GRAPH_MODE, compared with what the original computed in float32 (the fidelity
   within the float32 tolerance IoU >= 0.99, 1e-3).
 The measured figures are printed (run with -s to see them).
 """
-import os
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from mindspore import Tensor  # noqa: E402
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import Tensor
 
-from src.model_utils.config import get_config  # noqa: E402
-from src.network_define import LOSS_TERMS  # noqa: E402
-from tests.fidelity import (  # noqa: E402
+from src.model_utils.config import get_config
+from src.network_define import LOSS_TERMS
+from tests.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,
     GOLDEN_TRAIN,
@@ -38,6 +37,8 @@ from tests.fidelity import (  # noqa: E402
     one_training_step,
     reference_network,
 )
+
+pytestmark = pytest.mark.slow  # float16 graph compilations of the full network
 
 ASCEND_GRAPH = ("mindspore_ops", "graph")
 LOSS_RTOL = 1e-3
@@ -54,11 +55,10 @@ STAGES = ("backbone_c2", "backbone_c3", "backbone_c4", "backbone_c5", "fpn_p2", 
 @pytest.fixture(scope="module")
 def step(reference_ckpt):
     golden = dict(np.load(GOLDEN_TRAIN))
-    with kernels_and_mode(*ASCEND_GRAPH):
+    with kernels_and_mode(*ASCEND_GRAPH) as kernels:
         cfg = get_config([f"--config_path={CONFIG_GPU}"], **TRAIN_OVERRIDES)
-        net = reference_network(cfg, reference_ckpt)
+        net = reference_network(cfg, reference_ckpt, kernels, dtype=ms.float16)
         net.set_train(True)
-        net.to_float(ms.float16)
         return one_training_step(net, golden), golden
 
 
@@ -93,11 +93,10 @@ def test_float16_training_step_updates_like_float32(step):
 def test_float16_inference_runs_in_float16_and_detections_mostly_agree(reference_ckpt):
     golden = dict(np.load(GOLDEN_INFER))
     height, width = INFER_SIZE
-    with kernels_and_mode(*ASCEND_GRAPH):
+    with kernels_and_mode(*ASCEND_GRAPH) as kernels:
         cfg = get_config([f"--config_path={CONFIG_GPU}"], img_height=height, img_width=width, test_batch_size=1)
-        net = reference_network(cfg, reference_ckpt)
+        net = reference_network(cfg, reference_ckpt, kernels, dtype=ms.float16)
         net.set_train(False)
-        net.to_float(ms.float16)
         meta = Tensor(np.array([[height, width, 1.0, 1.0]], np.float32))
         backbone, fpn, bboxes, labels, masks = StagesAndDetections(net)(Tensor(golden["input"]), meta)
     # The convolutions ran in float16; the boxes come out in float32.

@@ -9,7 +9,6 @@ from mindspore import Tensor, nn, ops
 from src.FasterRcnn.fpn_neck import FeatPyramidNeck, upsample_nearest
 from src.model_utils.config import get_config
 
-ms.set_context(mode=ms.PYNATIVE_MODE)
 TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 
 

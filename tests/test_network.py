@@ -1,24 +1,24 @@
 """The whole network at a small size: training gives finite positive losses and a gradient for every trainable
 parameter; inference gives the documented outputs, the same in GRAPH_MODE (through FasterRcnnInfer) as in
 PYNATIVE_MODE; one training step runs in GRAPH_MODE through the training wrappers."""
-import os
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Parameter, Tensor, nn
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Parameter, Tensor, nn  # noqa: E402
+from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.FasterRcnn.anchor_generator import multi_level_anchors
+from src.FasterRcnn.settings import AnchorSettings
+from src.model_utils.config import get_config
+from src.network_define import LossNet, TrainOneStepCell, WithLossCell
+from tests.reference_ckpt import reference_params
 
-from src.FasterRcnn import FasterRcnnInfer, FasterRcnnResnet50  # noqa: E402
-from src.FasterRcnn.anchor_generator import multi_level_anchors  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
-from tests.reference_ckpt import reference_params  # noqa: E402
+pytestmark = pytest.mark.slow  # graph compilations of the full network
 
 # A small network: light proposal / sampling settings, 128x192 images for inference.
 SMALL = dict(img_height=128, img_width=192, batch_size=2, test_batch_size=2, num_gts=8,
-             rpn_proposal_nms_pre=300, rpn_proposal_max_num=300, num_bboxes_stage2=300,
+             rpn_proposal_nms_pre=300, rpn_proposal_max_num=300,
              num_expected_pos_stage2=32, num_expected_neg_stage2=96,
              rpn_nms_pre=150, rpn_max_num=100)
 # Training: for fpn_convs_list.3 (P5) to get a gradient, P5 needs an anchor inside the image (stride 32,
@@ -51,7 +51,7 @@ def image_batch(rng, cfg, batch):
 
 def anchor_inside(cfg, level):
     """An anchor of `level` lying inside the img_height x img_width canvas (legacy "+1" sizes)."""
-    anchors = multi_level_anchors(cfg)[level]
+    anchors = multi_level_anchors(AnchorSettings.from_config(cfg))[level]
     inside = ((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= cfg.img_width - 1)
               & (anchors[:, 3] <= cfg.img_height - 1))
     assert inside.any(), f"no level-{level} anchor inside {cfg.img_height}x{cfg.img_width}"
@@ -79,7 +79,7 @@ def test_training_losses_and_gradients(train_cfg):
     cfg = train_cfg
     ms.set_context(mode=ms.PYNATIVE_MODE)
     rng = np.random.default_rng(0)
-    net = FasterRcnnResnet50(cfg)
+    net = build_model(cfg, kernels=Kernels.CPU)
     load_reference(net)
     net.set_train(True)
     img = image_batch(rng, cfg, cfg.batch_size)
@@ -122,7 +122,7 @@ def test_inference_graph_mode_matches_pynative(cfg):
                              [cfg.img_height * 2, cfg.img_width * 2, 0.5, 0.5]], np.float32))
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    net = FasterRcnnResnet50(cfg)
+    net = build_model(cfg, kernels=Kernels.CPU)
     load_reference(net)
     net.set_train(False)
     eager = net(img, metas, None, None, None)
@@ -130,7 +130,7 @@ def test_inference_graph_mode_matches_pynative(cfg):
 
     ms.set_context(mode=ms.GRAPH_MODE)
     try:
-        infer = FasterRcnnInfer(cfg)
+        infer = build_infer_model(cfg, kernels=Kernels.CPU)
         load_reference(infer, prefix="network.")
         graph = infer(img, metas)
     finally:
@@ -157,7 +157,7 @@ def test_training_step_in_graph_mode(cfg):
     rng = np.random.default_rng(2)
     ms.set_context(mode=ms.GRAPH_MODE)
     try:
-        net = FasterRcnnResnet50(cfg)
+        net = build_model(cfg, kernels=Kernels.CPU)
         load_reference(net)
         optimizer = nn.Momentum(net.trainable_params(), learning_rate=1e-4, momentum=cfg.momentum,
                                 loss_scale=cfg.loss_scale)

@@ -10,10 +10,12 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dataset as ds
 from mindspore.train import Model
 
+import src.network_checkpoint as network_checkpoint
 import src.network_define as nd
+from src.fileio import partial_files
+from src.network_checkpoint import AtomicCheckpoint
 from src.network_define import (
     LOSS_TERMS,
-    AtomicCheckpoint,
     LossCallBack,
     LossNet,
     TrainOneStepCell,
@@ -74,14 +76,6 @@ def _train_cell(sens):
     opt = nn.SGD(net.trainable_params(), learning_rate=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
                  loss_scale=sens)
     return net, TrainOneStepCell(WithLossCell(net, LossNet()), opt, sens=sens)
-
-
-@pytest.fixture(params=["PYNATIVE", "GRAPH"])
-def mode(request):
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE if request.param == "PYNATIVE" else ms.GRAPH_MODE)
-    yield request.param
-    ms.set_context(mode=previous)
 
 
 def test_loss_net_is_rpn_plus_rcnn():
@@ -247,7 +241,7 @@ def test_atomic_checkpoint_saves_keeps_max_and_reloads(tmp_path):
     names = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.ckpt")))
     # Saved after steps 2, 4, 6 and at the end (7); the two newest are kept.
     assert names == ["faster_rcnn-3_2.ckpt", "faster_rcnn-4_1.ckpt"]
-    assert os.listdir(tmp_path / nd.PARTIAL_DIR) == []
+    assert partial_files(str(tmp_path)) == []
     params = ms.load_checkpoint(str(tmp_path / "faster_rcnn-3_2.ckpt"))
     np.testing.assert_array_equal(params["w"].asnumpy(), np.full(3, 6, np.float32))
     assert params["step_num"].asnumpy().item() == 6 and params["epoch_num"].asnumpy().item() == 3
@@ -299,7 +293,7 @@ def test_interrupted_save_leaves_no_file_under_the_final_name(tmp_path, monkeypa
             f.write(good[: len(good) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nd, "save_checkpoint", dies_half_way)
+    monkeypatch.setattr(network_checkpoint, "save_checkpoint", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         cb.on_train_step_end(_ckpt_ctx(cell, 2))
     assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "*.ckpt"))] == ["faster_rcnn-1_1.ckpt"]

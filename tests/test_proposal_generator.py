@@ -1,26 +1,20 @@
 """Proposal generator against a NumPy reimplementation of the original's: per level top-k (k = min(nms_pre, H*W*A))
 by sigmoid score, decode clipped to the canvas, greedy NMS (IoU without "+1", > thr), then the max_num best of all
 levels with suppressed rows ranked last at -65500; in PYNATIVE and GRAPH mode."""
-import os
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Tensor
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Tensor  # noqa: E402
-
-from src.FasterRcnn.anchor_generator import multi_level_anchors  # noqa: E402
-from src.FasterRcnn.proposal_generator import Proposal  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from tests.test_box_ops import np_decode, np_nms_keep  # noqa: E402
+from src.FasterRcnn.anchor_generator import multi_level_anchors
+from src.FasterRcnn.proposal_generator import Proposal
+from src.FasterRcnn.settings import AnchorSettings, Kernels, ProposalSettings
+from src.model_utils.config import get_config
+from tests.test_box_ops import np_decode, np_nms_keep
 
 BATCH = 2
 
-
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def np_proposals(cls_maps, reg_maps, anchors, nms_pre, nms_thr, max_num, max_shape, num_anchors=3):
@@ -76,18 +70,18 @@ def cfg():
 
 
 def test_training_proposals_match_numpy(cfg):
-    anchors = multi_level_anchors(cfg)
+    anchors = multi_level_anchors(AnchorSettings.from_config(cfg))
     cls_maps, reg_maps = random_rpn_outputs(cfg, 31)
-    generator = Proposal(cfg, BATCH, 2, True, training=True)
+    generator = Proposal(ProposalSettings.from_config(cfg, training=True), BATCH, Kernels.CPU)
     assert generator.level_k == (300, 300, 288, 72, 18)
     reference = np_proposals(cls_maps, reg_maps, anchors, 300, cfg.rpn_proposal_nms_thr, 600, (128, 192))
     check(run_proposal(generator, cls_maps, reg_maps, anchors), reference, 600)
 
 
 def test_test_proposals_use_the_test_keys_in_graph_mode(cfg):
-    anchors = multi_level_anchors(cfg)
+    anchors = multi_level_anchors(AnchorSettings.from_config(cfg))
     cls_maps, reg_maps = random_rpn_outputs(cfg, 32)
-    generator = Proposal(cfg, BATCH, 2, True, training=False)
+    generator = Proposal(ProposalSettings.from_config(cfg, training=False), BATCH, Kernels.CPU)
     assert generator.level_k == (100, 100, 100, 72, 18)
     reference = np_proposals(cls_maps, reg_maps, anchors, 100, cfg.rpn_nms_thr, 390, (128, 192))
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -99,18 +93,18 @@ def test_test_proposals_use_the_test_keys_in_graph_mode(cfg):
 
 
 def test_default_keys_give_the_original_k_per_level():
-    generator = Proposal(get_config([]), BATCH, 2, True, training=True)  # 768x1280
+    generator = Proposal(ProposalSettings.from_config(get_config([]), training=True), BATCH, Kernels.CPU)  # 768x1280
     assert generator.level_k == (2000, 2000, 2000, 2000, 720) and generator.max_num == 2000
-    generator = Proposal(get_config([]), BATCH, 2, True, training=False)
+    generator = Proposal(ProposalSettings.from_config(get_config([]), training=False), BATCH, Kernels.CPU)
     assert generator.level_k == (1000, 1000, 1000, 1000, 720) and generator.max_num == 1000
 
 
 def test_too_few_candidates_is_a_config_error():
     cfg = get_config([], img_height=64, img_width=64)  # 1023 anchors < rpn_proposal_max_num 2000
     with pytest.raises(ValueError, match="rpn_proposal_max_num"):
-        Proposal(cfg, BATCH, 2, True, training=True)
+        ProposalSettings.from_config(cfg, training=True)
 
 
 def test_softmax_objectness_is_rejected():
     with pytest.raises(ValueError, match="use_sigmoid_cls"):
-        Proposal(get_config([]), BATCH, 2, False)
+        ProposalSettings.from_config(get_config([], use_sigmoid_cls=False), training=True)

@@ -1,23 +1,19 @@
 """The R-CNN head: (in, out) dense weights, the loss against a NumPy transcription of the original's formula,
 and the test-time post-processing against a NumPy decode + greedy per-class NMS."""
-import os
-from types import SimpleNamespace
 
+import mindspore as ms
 import numpy as np
-import pytest
+from mindspore import Tensor
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Tensor  # noqa: E402
-
-from src.FasterRcnn.rcnn import DenseNoTranpose, DetectionOutput, Rcnn  # noqa: E402
-
-HEAD_CFG = SimpleNamespace(rcnn_fc_out_channels=16, rcnn_loss_cls_weight=1, rcnn_loss_reg_weight=1)
+from src.FasterRcnn.rcnn import DenseNoTranpose, DetectionOutput, Rcnn
+from src.FasterRcnn.settings import DetectionSettings, Kernels, RcnnSettings
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+def head(representation_size: int, num_classes: int) -> Rcnn:
+    """A head with 16 hidden units and unit loss weights."""
+    return Rcnn(RcnnSettings(representation_size=representation_size, fc_out_channels=16, num_classes=num_classes,
+                             cls_loss_weight=1.0, reg_loss_weight=1.0))
+
 
 
 def test_dense_stores_in_out_and_computes_x_w_plus_b():
@@ -34,8 +30,8 @@ def test_dense_stores_in_out_and_computes_x_w_plus_b():
 
 
 def test_head_parameters_and_output_shapes():
-    head = Rcnn(HEAD_CFG, 2 * 3 * 3, num_classes=5)
-    shapes = {p.name: p.shape for p in head.get_parameters()}
+    rcnn = head(2 * 3 * 3, num_classes=5)
+    shapes = {p.name: p.shape for p in rcnn.get_parameters()}
     assert shapes == {
         "shared_fc_0.weight": (18, 16), "shared_fc_0.bias": (16,),
         "shared_fc_1.weight": (16, 16), "shared_fc_1.bias": (16,),
@@ -43,8 +39,8 @@ def test_head_parameters_and_output_shapes():
         "reg_scores.weight": (16, 20), "reg_scores.bias": (20,),
     }
     # XavierUniform bound sqrt(6 / (fan_in + fan_out)) for the shared layers.
-    assert np.abs(head.shared_fc_0.weight.asnumpy()).max() <= np.sqrt(6 / (18 + 16))
-    logits, deltas = head(Tensor(np.ones((7, 2, 3, 3), np.float32)))
+    assert np.abs(rcnn.shared_fc_0.weight.asnumpy()).max() <= np.sqrt(6 / (18 + 16))
+    logits, deltas = rcnn(Tensor(np.ones((7, 2, 3, 3), np.float32)))
     assert logits.shape == (7, 5) and deltas.shape == (7, 20)
 
 
@@ -74,8 +70,7 @@ def test_loss_matches_numpy_original_formula():
     labels[:10] = 0
     mask = rng.random(num_rois) < 0.7
     mask[labels > 0] &= rng.random(int((labels > 0).sum())) < 0.8  # some positives not sampled
-    head = Rcnn(HEAD_CFG, 4, num_classes)
-    got = head.loss(Tensor(logits), Tensor(deltas), Tensor(targets), Tensor(labels), Tensor(mask))
+    got = head(4, num_classes).loss(Tensor(logits), Tensor(deltas), Tensor(targets), Tensor(labels), Tensor(mask))
     expected = numpy_rcnn_loss(logits.astype(np.float64), deltas.astype(np.float64), targets.astype(np.float64),
                                labels, mask, num_classes)
     for g, e in zip(got, expected, strict=True):
@@ -91,8 +86,8 @@ def test_loss_gradient_reaches_only_positive_own_class_deltas():
     logits = Tensor(rng.standard_normal((4, num_classes)).astype(np.float32))
     deltas = Tensor(rng.standard_normal((4, num_classes * 4)).astype(np.float32))
     targets = Tensor(rng.standard_normal((4, 4)).astype(np.float32))
-    head = Rcnn(HEAD_CFG, 4, num_classes)
-    grad = ms.grad(lambda d: head.loss(logits, d, targets, Tensor(labels), Tensor(mask))[0])(deltas).asnumpy()
+    rcnn = head(4, num_classes)
+    grad = ms.grad(lambda d: rcnn.loss(logits, d, targets, Tensor(labels), Tensor(mask))[0])(deltas).asnumpy()
     nonzero = np.abs(grad.reshape(4, num_classes, 4)).sum(axis=2) > 0
     expected = np.zeros((4, num_classes), bool)
     expected[0, 2] = expected[2, 1] = True  # RoI 1 is negative, RoI 3 is not sampled
@@ -132,10 +127,9 @@ def numpy_greedy_nms(boxes, scores, thr):
 
 def test_detection_output_matches_numpy_decode_and_per_class_nms():
     rng = np.random.default_rng(3)
-    cfg = SimpleNamespace(num_classes=4, rpn_max_num=30, test_batch_size=2, test_score_thr=0.05,
-                          test_iou_thr=0.5, img_height=64, img_width=96,
-                          rcnn_target_means=[0.0, 0.0, 0.0, 0.0], rcnn_target_stds=[0.1, 0.1, 0.2, 0.2])
-    n, k, b = cfg.rpn_max_num, cfg.num_classes, cfg.test_batch_size
+    settings = DetectionSettings(num_classes=4, score_thr=0.05, iou_thr=0.5, img_shape=(64, 96),
+                                 target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(0.1, 0.1, 0.2, 0.2))
+    n, k, b = 30, settings.num_classes, 2
     # Clusters of overlapping RoIs, so that NMS has work to do.
     centres = rng.uniform(10, 80, (6, 2))
     pick = centres[rng.integers(0, 6, b * n)] + rng.normal(0, 3, (b * n, 2))
@@ -146,7 +140,7 @@ def test_detection_output_matches_numpy_decode_and_per_class_nms():
     valid = rng.random(b * n) < 0.8
     metas = np.array([[64, 96, 1.0, 1.0], [40, 60, 0.625, 0.5]], np.float32)
 
-    post = DetectionOutput(cfg)
+    post = DetectionOutput(settings, batch_size=b, rois_per_image=n, kernels=Kernels.CPU)
     bboxes, labels, masks = post(Tensor(logits), Tensor(deltas), Tensor(rois), Tensor(valid), Tensor(metas))
     assert bboxes.shape == (b, (k - 1) * n, 5) and labels.shape == (b, (k - 1) * n, 1)
     assert masks.shape == (b, (k - 1) * n, 1) and masks.dtype == ms.bool_ and labels.dtype == ms.int32
@@ -160,11 +154,11 @@ def test_detection_output_matches_numpy_decode_and_per_class_nms():
         rows = slice(i * n, (i + 1) * n)
         expected = []
         for c in range(1, k):
-            boxes = numpy_decode(rois[rows], deltas[rows, 4 * c:4 * c + 4], cfg.rcnn_target_means,
-                                 cfg.rcnn_target_stds, cfg.img_height, cfg.img_width)
+            boxes = numpy_decode(rois[rows], deltas[rows, 4 * c:4 * c + 4], settings.target_means,
+                                 settings.target_stds, *settings.img_shape)
             boxes = boxes / metas[i, [3, 2, 3, 2]]
-            cand = np.flatnonzero(valid[rows] & (scores[rows, c] > cfg.test_score_thr))
-            for j in numpy_greedy_nms(boxes[cand], scores[rows, c][cand], cfg.test_iou_thr):
+            cand = np.flatnonzero(valid[rows] & (scores[rows, c] > settings.score_thr))
+            for j in numpy_greedy_nms(boxes[cand], scores[rows, c][cand], settings.iou_thr):
                 expected.append([c - 1, *boxes[cand[j]], scores[rows, c][cand[j]]])
         got = np.concatenate([labels[i][:, None], bboxes[i]], 1)[masks[i]]
         expected = np.array(expected)

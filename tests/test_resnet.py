@@ -7,12 +7,12 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from src.FasterRcnn.resnet import ResNetFea, fold_batch_norm
+from src.FasterRcnn.settings import Kernels
 from src.model_utils.config import get_config
 
-ms.set_context(mode=ms.PYNATIVE_MODE)
 TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 # A tiny ResNetFea with the same structure: two blocks in layer1-2 (projection and identity shortcuts).
-TINY = dict(layer_nums=[2, 2, 1, 1], in_channels=[8, 16, 32, 64], out_channels=[16, 32, 64, 128])
+TINY = dict(layer_nums=[2, 2, 1, 1], in_channels=[8, 16, 32, 64], out_channels=[16, 32, 64, 128], kernels=Kernels.CPU)
 
 
 class _Net(nn.Cell):
@@ -37,7 +37,7 @@ def _original_backbone_rows():
 @pytest.fixture(scope="module")
 def resnet50():
     cfg = get_config([])
-    return ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels)
+    return ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.CPU)
 
 
 def test_parameters_are_the_originals(resnet50):
@@ -221,7 +221,7 @@ def test_zero_init_residual_starts_each_trainable_block_as_its_shortcut(weights_
 
 def test_rejects_wrong_stage_count():
     with pytest.raises(ValueError, match="4 stages"):
-        ResNetFea([3, 4, 6], [64, 256, 512], [256, 512, 1024])
+        ResNetFea([3, 4, 6], [64, 256, 512], [256, 512, 1024], kernels=Kernels.CPU)
 
 
 def test_folded_batch_norm_equals_conv_then_batch_norm_with_gradients():

@@ -1,30 +1,31 @@
 """SingleRoIExtractor: the level mapping on crafted RoIs, ROIAlign against a NumPy implementation of its
 documented semantics, and the one-level-per-RoI computation against the original's all-levels-then-select (both
 references in tests/roi_align_reference.py)."""
-import os
-from types import SimpleNamespace
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Tensor
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Tensor  # noqa: E402
+from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels
+from src.FasterRcnn.settings import Kernels, RoiSettings
+from tests.roi_align_reference import AllLevelsThenSelect, roi_align_one
 
-from src.custom_ops import DISABLE_ENV  # noqa: E402
-from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels  # noqa: E402
-from tests.roi_align_reference import AllLevelsThenSelect, roi_align_one  # noqa: E402
-
-ROI_LAYER = SimpleNamespace(out_size=7, sample_num=2)
-STRIDES = [4, 8, 16, 32]
+OUT_SIZE, SAMPLE_NUM = 7, 2
+STRIDES = (4, 8, 16, 32)
 FINEST_SCALE = 56
 
 
-@pytest.fixture(autouse=True, params=["1", "0"], ids=["cpu_kernel", "ms_ops"])
-def pynative(request, monkeypatch):
-    """Every test runs with the C++ kernel (the CPU default) and with MindSpore's ROIAlign."""
-    monkeypatch.setenv(DISABLE_ENV, request.param)
+@pytest.fixture(autouse=True, params=[Kernels.CPU, Kernels.MINDSPORE], ids=["cpu_kernel", "ms_ops"])
+def kernels(request) -> Kernels:
+    """Every test runs with the C++ kernel and with MindSpore's ROIAlign (in PyNative)."""
     ms.set_context(mode=ms.PYNATIVE_MODE)
+    return request.param
+
+
+def extractor_of(channels: int, kernels: Kernels) -> SingleRoIExtractor:
+    return SingleRoIExtractor(RoiSettings(out_size=OUT_SIZE, sample_num=SAMPLE_NUM, out_channels=channels,
+                                          featmap_strides=STRIDES, finest_scale=FINEST_SCALE), kernels)
 
 
 def square_roi(side: float, x1: float = 10.0, y1: float = 20.0) -> list:
@@ -54,7 +55,7 @@ def random_maps(rng, batch, channels, height, width):
     return [rng.standard_normal((batch, channels, height // s, width // s)).astype(np.float32) for s in STRIDES]
 
 
-def test_extractor_matches_numpy_roi_align_per_level():
+def test_extractor_matches_numpy_roi_align_per_level(kernels):
     rng = np.random.default_rng(0)
     height, width, channels = 96, 128, 3
     maps = random_maps(rng, 1, channels, height, width)
@@ -65,7 +66,7 @@ def test_extractor_matches_numpy_roi_align_per_level():
         [0, 0.0, 5.0, 600.0, 500.0],     # P5
         [0, 60.0, 50.0, 60.0, 50.0],     # a single pixel (1 x 1 legacy size): P2
     ], np.float32)
-    extractor = SingleRoIExtractor(ROI_LAYER, channels, STRIDES, FINEST_SCALE)
+    extractor = extractor_of(channels, kernels)
     got = extractor(Tensor(rois), *[Tensor(m) for m in maps]).asnumpy()
     assert got.shape == (len(rois), channels, 7, 7)
     levels = roi_levels(Tensor(rois), FINEST_SCALE, 4).asnumpy()
@@ -75,19 +76,19 @@ def test_extractor_matches_numpy_roi_align_per_level():
         np.testing.assert_allclose(got[r], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_kernel_skipped_roi_gives_zeros():
+def test_kernel_skipped_roi_gives_zeros(kernels):
     rng = np.random.default_rng(1)
     maps = random_maps(rng, 1, 2, 64, 64)
     # ops.ROIAlign skips a box with x1 = x2 = 0 (left unwritten); one with y1 = y2 = 0 is pooled as usual.
     rois = np.array([[0, 0.0, 5.0, 0.0, 30.0], [0, 5.0, 0.0, 30.0, 0.0]], np.float32)
-    extractor = SingleRoIExtractor(ROI_LAYER, 2, STRIDES, FINEST_SCALE)
+    extractor = extractor_of(2, kernels)
     got = extractor(Tensor(rois), *[Tensor(m) for m in maps]).asnumpy()
     np.testing.assert_array_equal(got[0], 0.0)
     expected = roi_align_one(maps[0][0].astype(np.float64), rois[1], 1.0 / STRIDES[0], 7, 2)
     np.testing.assert_allclose(got[1], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward():
+def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward(kernels):
     rng = np.random.default_rng(2)
     batch, channels, height, width = 2, 4, 128, 192
     maps = [Tensor(m) for m in random_maps(rng, batch, channels, height, width)]
@@ -99,8 +100,8 @@ def test_one_level_per_roi_equals_all_levels_then_select_forward_and_backward():
     rois = Tensor(rois)
     assert len(set(roi_levels(rois, FINEST_SCALE, 4).asnumpy().tolist())) == 4
     weights = Tensor(rng.standard_normal((num, channels, 7, 7)).astype(np.float32))
-    extractor = SingleRoIExtractor(ROI_LAYER, channels, STRIDES, FINEST_SCALE)
-    all_levels_then_select = AllLevelsThenSelect(ROI_LAYER.out_size, ROI_LAYER.sample_num, STRIDES, FINEST_SCALE)
+    extractor = extractor_of(channels, kernels)
+    all_levels_then_select = AllLevelsThenSelect(OUT_SIZE, SAMPLE_NUM, STRIDES, FINEST_SCALE)
 
     def ours(*feats):
         return (extractor(rois, *feats) * weights).sum()

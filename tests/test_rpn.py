@@ -3,33 +3,29 @@ against a NumPy computation of the original's (targets from the NumPy assignment
 anchor), SigmoidCE + SmoothL1(1/9) over num_expected_neg * batch), in PYNATIVE and GRAPH mode."""
 import csv
 import os
+from dataclasses import replace
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Tensor
 
-os.environ.setdefault("GLOG_v", "3")
-import mindspore as ms  # noqa: E402
-from mindspore import Tensor  # noqa: E402
-
-from src.FasterRcnn.anchor_generator import multi_level_anchors  # noqa: E402
-from src.FasterRcnn.rpn import RPN  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from tests.test_bbox_assign_sample import np_inside, ref_assign  # noqa: E402
-from tests.test_box_ops import np_encode  # noqa: E402
+from src.FasterRcnn.anchor_generator import multi_level_anchors
+from src.FasterRcnn.rpn import RPN
+from src.FasterRcnn.settings import AnchorSettings, RpnSettings
+from src.model_utils.config import get_config
+from tests.test_bbox_assign_sample import np_inside, ref_assign
+from tests.test_box_ops import np_encode
 
 PARAMS_TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 BATCH = 2
 CHANNELS = 8  # small head for the numeric tests
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-
 
 def test_one_shared_head_with_the_original_checkpoint_names():
     cfg = get_config([], img_height=128, img_width=192)
-    rpn = RPN(cfg, BATCH, cfg.rpn_in_channels, cfg.rpn_feat_channels, cfg.num_anchors, cfg.rpn_cls_out_channels)
+    rpn = RPN(RpnSettings.from_config(cfg), BATCH)
     with open(PARAMS_TSV, encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["name"].startswith("rpn_with_loss.")]
     expected = {r["name"][len("rpn_with_loss."):]: tuple(int(d) for d in r["shape"].split("x")) for r in rows}
@@ -85,7 +81,7 @@ def small_case():
     cfg = get_config([], img_height=64, img_width=64)
     rng = np.random.default_rng(21)
     feats = [rng.normal(0, 1, (BATCH, CHANNELS, h, w)).astype(np.float32) for h, w in cfg.feature_shapes]
-    anchors = multi_level_anchors(cfg)
+    anchors = multi_level_anchors(AnchorSettings.from_config(cfg))
     gts = np.zeros((BATCH, cfg.num_gts, 4), np.float32)
     gt_valids = np.zeros((BATCH, cfg.num_gts), bool)
     gts[0, :3] = [[8, 10, 40, 37], [30, 30, 62, 50], [0, 0, 63, 63]]
@@ -98,7 +94,7 @@ def small_case():
 
 def make_rpn(cfg):
     ms.set_seed(3)
-    rpn = RPN(cfg, BATCH, CHANNELS, CHANNELS, cfg.num_anchors, cfg.rpn_cls_out_channels)
+    rpn = RPN(replace(RpnSettings.from_config(cfg), in_channels=CHANNELS, feat_channels=CHANNELS), BATCH)
     rng = np.random.default_rng(22)
     for p in rpn.get_parameters():  # larger than the 0.01 init, so that the loss is far from trivial
         p.set_data(Tensor(rng.normal(0, 0.3, p.shape).astype(np.float32)))

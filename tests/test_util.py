@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from src.data_sources import DataError
+from src.errors import DataError
+from src.mindir_infer import read_raw_outputs
+from src.progress import Progress
 from src.util import (
     SUMMARY_NAMES,
-    Progress,
     bbox2result_1image,
     category_map,
     check_image_order,
@@ -17,7 +18,6 @@ from src.util import (
     det2json,
     foreground_category_ids,
     load_ground_truth,
-    read_raw_outputs,
     results2json,
     select_detections,
     write_summary,

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .settings import AnchorSettings
+
 
 class AnchorGenerator:
     """Anchors of one feature level.
@@ -54,18 +56,16 @@ class AnchorGenerator:
         return anchors.reshape(-1, 4).astype(np.float32)
 
 
-def multi_level_anchors(cfg) -> tuple[np.ndarray, ...]:
-    """One (h_l * w_l * A, 4) float32 array per level, from cfg.anchor_strides / feature_shapes (base size =
-    stride), cfg.anchor_scales and cfg.anchor_ratios."""
-    strides = list(cfg.anchor_strides)
-    shapes = [tuple(s) for s in cfg.feature_shapes]
+def multi_level_anchors(settings: AnchorSettings) -> tuple[np.ndarray, ...]:
+    """One (h_l * w_l * A, 4) float32 array per level (base size = the level's stride)."""
+    strides, shapes = settings.strides, settings.feature_shapes
     if len(strides) != len(shapes):
-        raise ValueError(f"config: anchor_strides has {len(strides)} levels but feature_shapes has {len(shapes)}")
+        raise ValueError(f"anchors: {len(strides)} strides but {len(shapes)} feature_shapes")
     anchors = []
     for stride, shape in zip(strides, shapes, strict=True):
-        generator = AnchorGenerator(stride, cfg.anchor_scales, cfg.anchor_ratios)
-        if generator.num_base_anchors != cfg.num_anchors:
-            raise ValueError(f"config: num_anchors={cfg.num_anchors} but anchor_scales x anchor_ratios gives "
+        generator = AnchorGenerator(stride, settings.scales, settings.ratios)
+        if generator.num_base_anchors != settings.num_anchors:
+            raise ValueError(f"anchors: num_anchors={settings.num_anchors} but scales x ratios give "
                              f"{generator.num_base_anchors} anchors per position")
         anchors.append(generator.grid_anchors(shape, stride))
     return tuple(anchors)

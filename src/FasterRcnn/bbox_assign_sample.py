@@ -1,8 +1,8 @@
 """Max-IoU assignment and random positive/negative sampling, written once for both stages.
 
 `MaxIoUAssignRandomSample` holds the logic of the original's two assigner/samplers, parameterised by the stage's
-thresholds and counts; `BboxAssignSample` (the RPN's, here) turns its result into dense per-anchor targets and
-`BboxAssignSampleForRcnn` (bbox_assign_sample_stage2.py) into a compact list of sampled RoIs.
+thresholds and counts (`AssignerSettings`); `BboxAssignSample` (the RPN's, here) turns its result into dense
+per-anchor targets and `BboxAssignSampleForRcnn` (bbox_assign_sample_stage2.py) into a compact list of sampled RoIs.
 
 Assignment of one image (candidates = anchors or proposals), as the original:
 1. invalid gts become the box (-1, -1, -1, -1) and invalid candidates (-2, -2, -2, -2), so their IoU with any real
@@ -22,6 +22,7 @@ from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from .box_ops import box_iou, encode_boxes
+from .settings import AssignerSettings
 
 # Fill values of masked boxes (the original's): IoU of either with any box of non-negative coordinates is 0.
 INVALID_GT_COORD = -1.0
@@ -61,6 +62,13 @@ class MaxIoUAssignRandomSample(nn.Cell):
         self.neg_slots = Tensor(np.arange(num_expected_neg, dtype=np.float32))
         self.choose_pos = ops.RandomChoiceWithMask(num_expected_pos)
         self.choose_neg = ops.RandomChoiceWithMask(num_expected_neg)
+
+    @classmethod
+    def from_settings(cls, settings: AssignerSettings, gts_as_candidates: bool) -> MaxIoUAssignRandomSample:
+        """The core of one stage's assigner/sampler."""
+        return cls(settings.num_gts, settings.num_candidates, settings.pos_iou_thr, settings.neg_iou_thr,
+                   settings.min_pos_iou, settings.num_expected_pos, settings.num_expected_neg,
+                   gts_as_candidates=gts_as_candidates)
 
     def mask_invalid(self, gt_bboxes: Tensor, gt_valids: Tensor, bboxes: Tensor, valid_mask: Tensor):
         """Invalid gts -> -1 boxes, invalid candidates -> -2 boxes: ((G, 4), (N, 4))."""
@@ -126,11 +134,7 @@ class MaxIoUAssignRandomSample(nn.Cell):
 
 
 class BboxAssignSample(nn.Cell):
-    """RPN targets of one image, dense over the anchors.
-
-    Config keys: pos_iou_thr, neg_iou_thr, min_pos_iou, num_gts, num_expected_pos, num_expected_neg,
-    rpn_target_means, rpn_target_stds. `batch_size` and `add_gt_as_proposals` are accepted for the original's
-    signature and have no effect (as in the original: RPN targets are per anchor).
+    """RPN targets of one image, dense over the N = settings.num_candidates anchors.
 
     construct(gt_bboxes (G, 4), gt_labels (G,), valid_mask (N,) bool, anchors (N, 4), gt_valids (G,) bool) ->
         bbox_targets (N, 4) float32 (zero except at sampled positives), bbox_weights (N,) bool (sampled positives),
@@ -138,14 +142,12 @@ class BboxAssignSample(nn.Cell):
         positives and negatives).
     """
 
-    def __init__(self, cfg, batch_size: int, num_bboxes: int, add_gt_as_proposals: bool = False):
+    def __init__(self, settings: AssignerSettings):
         super().__init__()
-        self.num_bboxes = num_bboxes
-        self.means = tuple(cfg.rpn_target_means)
-        self.stds = tuple(cfg.rpn_target_stds)
-        self.core = MaxIoUAssignRandomSample(
-            cfg.num_gts, num_bboxes, cfg.pos_iou_thr, cfg.neg_iou_thr, cfg.min_pos_iou,
-            cfg.num_expected_pos, cfg.num_expected_neg, gts_as_candidates=False)
+        self.num_bboxes = settings.num_candidates
+        self.means = settings.target_means
+        self.stds = settings.target_stds
+        self.core = MaxIoUAssignRandomSample.from_settings(settings, gts_as_candidates=False)
 
     def construct(self, gt_bboxes, gt_labels, valid_mask, anchors, gt_valids):
         anchors, gt_bboxes, pos_index, pos_gt, pos_valid, neg_index, neg_valid = self.core(

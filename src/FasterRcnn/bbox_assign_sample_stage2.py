@@ -1,6 +1,6 @@
 """R-CNN targets of one image: proposals (plus the gts) assigned and sampled into a fixed list of RoIs.
 
-Same assign + sample core as the RPN's (bbox_assign_sample.py), with the stage-2 config keys and the gts added as
+Same assign + sample core as the RPN's (bbox_assign_sample.py), with the stage-2 settings and the gts added as
 candidates first.
 """
 from __future__ import annotations
@@ -11,15 +11,15 @@ from mindspore import dtype as mstype
 
 from .bbox_assign_sample import MaxIoUAssignRandomSample
 from .box_ops import encode_boxes
+from .settings import AssignerSettings
 
 
 class BboxAssignSampleForRcnn(nn.Cell):
     """Sampled RoIs and their targets for one image.
 
-    Config keys: pos_iou_thr_stage2, neg_iou_thr_stage2, min_pos_iou_stage2, num_gts, num_expected_pos_stage2 (P),
-    num_expected_neg_stage2 (Q), rcnn_target_means, rcnn_target_stds. `batch_size` is accepted for the original's
-    signature. With add_gt_as_proposals (the original's setting) the candidates are [G gts, N proposals], every valid
-    gt a positive matched to itself (delta 0); without it only the proposals are candidates.
+    N = settings.num_candidates proposals, P = settings.num_expected_pos, Q = settings.num_expected_neg. With
+    add_gt_as_proposals (the original's setting) the candidates are [G gts, N proposals], every valid gt a positive
+    matched to itself (delta 0); without it only the proposals are candidates.
 
     construct(gt_bboxes (G, 4), gt_labels (G,), valid_mask (N,) bool, bboxes (N, 4), gt_valids (G,) bool) ->
         bboxes (S, 4) float32: P positive slots then Q negative slots (S = P + Q); unused slots repeat candidate 0
@@ -29,15 +29,13 @@ class BboxAssignSampleForRcnn(nn.Cell):
         mask (S, 1) int32: 1 for a sampled RoI, 0 for an unused slot.
     """
 
-    def __init__(self, cfg, batch_size: int, num_bboxes: int, add_gt_as_proposals: bool):
+    def __init__(self, settings: AssignerSettings, add_gt_as_proposals: bool = True):
         super().__init__()
-        self.means = tuple(cfg.rcnn_target_means)
-        self.stds = tuple(cfg.rcnn_target_stds)
-        self.core = MaxIoUAssignRandomSample(
-            cfg.num_gts, num_bboxes, cfg.pos_iou_thr_stage2, cfg.neg_iou_thr_stage2, cfg.min_pos_iou_stage2,
-            cfg.num_expected_pos_stage2, cfg.num_expected_neg_stage2, gts_as_candidates=bool(add_gt_as_proposals))
-        self.neg_deltas = Tensor(np.zeros((cfg.num_expected_neg_stage2, 4), np.float32))
-        self.neg_labels = Tensor(np.zeros(cfg.num_expected_neg_stage2, np.int32))
+        self.means = settings.target_means
+        self.stds = settings.target_stds
+        self.core = MaxIoUAssignRandomSample.from_settings(settings, gts_as_candidates=add_gt_as_proposals)
+        self.neg_deltas = Tensor(np.zeros((settings.num_expected_neg, 4), np.float32))
+        self.neg_labels = Tensor(np.zeros(settings.num_expected_neg, np.int32))
 
     def construct(self, gt_bboxes, gt_labels, valid_mask, bboxes, gt_valids):
         candidates, gt_bboxes, pos_index, pos_gt, pos_valid, neg_index, neg_valid = self.core(

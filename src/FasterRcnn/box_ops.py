@@ -19,7 +19,9 @@ from collections.abc import Sequence
 
 from mindspore import Tensor, nn, ops
 
-from src.custom_ops import NmsWithMask, use_cpu_kernels
+from src.custom_ops import NmsWithMask
+
+from .settings import Kernels
 
 # The original's (and MindSpore's) default limit on the decoded size change: |dw|, |dh| <= |log(0.016)|.
 DEFAULT_WH_RATIO_CLIP = 0.016
@@ -52,10 +54,10 @@ def boxes_inside(boxes: Tensor, img_meta: Tensor) -> Tensor:
     return ops.check_valid(boxes, img_meta)
 
 
-def nms_with_mask(iou_threshold: float) -> nn.Cell:
+def nms_with_mask(iou_threshold: float, kernels: Kernels) -> nn.Cell:
     """Greedy NMS as a cell: dets (K, 5) [x1, y1, x2, y2, score] -> (dets sorted by descending score (K, 5),
-    indices (K,) int32 = 0..K-1, keep mask (K,) bool aligned with the sorted rows). `ops.NMSWithMask`, or on the
-    CPU the custom kernel that gives its outputs without filling the whole K x K IoU matrix."""
-    if use_cpu_kernels():
+    indices (K,) int32 = 0..K-1, keep mask (K,) bool aligned with the sorted rows). `ops.NMSWithMask`, or with
+    Kernels.CPU the custom kernel that gives its outputs without filling the whole K x K IoU matrix."""
+    if kernels is Kernels.CPU:
         return NmsWithMask(float(iou_threshold))
     return ops.NMSWithMask(float(iou_threshold))

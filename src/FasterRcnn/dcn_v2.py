@@ -18,7 +18,9 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
-from src.custom_ops import DeformConv2dOriginal, use_cpu_kernels
+from src.custom_ops import DeformConv2dOriginal
+
+from .settings import Kernels
 
 KERNEL_SIZE = 3
 PADDING = KERNEL_SIZE // 2
@@ -64,11 +66,13 @@ class DeformConv2d(nn.Cell):
     """The original's modulated deformable 3x3 conv (no bias, one deformable group, edge-clamped sampling).
 
     Sub-cells `conv` (out, in, 3, 3), `p_conv` (18, in, 3, 3), `m_conv` (9, in, 3, 3) keep the original's
-    parameter names. Input (N, in, H, W) -> (N, out, ceil(H / stride), ceil(W / stride)).
+    parameter names. Input (N, in, H, W) -> (N, out, ceil(H / stride), ceil(W / stride)). Computed by the CPU
+    kernel `DeformConv2dOriginal` with Kernels.CPU (3-7x faster there, bench_kernels.py), else by
+    `ops.deformable_conv2d`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = KERNEL_SIZE, stride: int = 1,
-                 padding: int = PADDING):
+                 padding: int = PADDING, *, kernels: Kernels):
         super().__init__()
         if kernel_size != KERNEL_SIZE or padding != PADDING:
             raise ValueError(f"DeformConv2d supports kernel_size={KERNEL_SIZE}, padding={PADDING} (the original's "
@@ -81,8 +85,7 @@ class DeformConv2d(nn.Cell):
                                 padding=padding, has_bias=False, weight_init="zeros")
         self.m_conv = nn.Conv2d(in_channels, NUM_TAPS, KERNEL_SIZE, stride=stride, pad_mode="pad",
                                 padding=padding, has_bias=False, weight_init="zeros")
-        # On the CPU a C++ kernel computes the same layer 3-7x faster than ops.deformable_conv2d (bench_kernels.py).
-        self.cpu_deform = DeformConv2dOriginal(stride) if use_cpu_kernels() else None
+        self.cpu_deform = DeformConv2dOriginal(stride) if kernels is Kernels.CPU else None
 
     def construct(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """weight: used instead of conv.weight (a BatchNorm folded into it); offsets and mask come from x."""

@@ -6,23 +6,28 @@ image -> backbone (C2..C5) -> FPN (P2..P6) -> RPN -> proposals
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
+
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from src.FasterRcnn.anchor_generator import multi_level_anchors
-from src.FasterRcnn.bbox_assign_sample_stage2 import BboxAssignSampleForRcnn
-from src.FasterRcnn.fpn_neck import FeatPyramidNeck
-from src.FasterRcnn.proposal_generator import Proposal
-from src.FasterRcnn.rcnn import DetectionOutput, Rcnn
-from src.FasterRcnn.resnet import ResNetFea
-from src.FasterRcnn.roi_align import SingleRoIExtractor
-from src.FasterRcnn.rpn import RPN
+from .anchor_generator import multi_level_anchors
+from .bbox_assign_sample_stage2 import BboxAssignSampleForRcnn
+from .fpn_neck import FeatPyramidNeck
+from .proposal_generator import Proposal
+from .rcnn import DetectionOutput, Rcnn
+from .resnet import ResNetFea
+from .roi_align import SingleRoIExtractor
+from .rpn import RPN
+from .settings import Kernels, ModelSettings
 
-# Sub-cells whose checkpoint name differs from the attribute name: attribute -> name in the original's
-# checkpoints. The cell is registered under the checkpoint name, so every parameter name (and thus
-# save_checkpoint, load_checkpoint, load_param_into_net, ModelCheckpoint, wrappers) carries the original's.
-ORIGINAL_CELL_NAMES = {"fpn_neck": "fpn_ncek"}
+if TYPE_CHECKING:
+    from src.model_utils.config import Config
+
+
+NetT = TypeVar("NetT", bound=nn.Cell)
 
 
 def _batch_index_column(batch_size: int, rois_per_image: int) -> Tensor:
@@ -37,46 +42,52 @@ class FasterRcnnResnet50(nn.Cell):
         construct(img (B, 3, H, W) float32 normalised RGB, img_metas (B, 3) [H, W, 1.0] of the padded canvas,
                   gt_bboxes (B, G, 4) float32 x1, y1, x2, y2, gt_labels (B, G) int32 1..num_classes-1,
                   gt_valids (B, G) bool)
-        -> (rpn_loss (1,), rcnn_loss, rpn_cls_loss (1,), rpn_reg_loss (1,), rcnn_cls_loss, rcnn_reg_loss).
-        B = cfg.batch_size, G = cfg.num_gts, H x W = cfg.img_height x cfg.img_width.
+        -> (rpn_loss (1,), rcnn_loss, rpn_cls_loss (1,), rpn_reg_loss (1,), rcnn_cls_loss, rcnn_reg_loss), the
+        order src.network_define.LossTerms names. B = settings.batch_size, G = the assigners' num_gts,
+        H x W = the proposals' img_shape.
     Inference (`set_train(False)`):
         construct(img, img_metas (B, 4) [orig_h, orig_w, scale_h, scale_w], None, None, None)
         -> (bboxes (B, N*(K-1), 5) [x1, y1, x2, y2, score] in original-image pixels,
             labels (B, N*(K-1), 1) int32 0..K-2, masks (B, N*(K-1), 1) bool),
-        B = cfg.test_batch_size, N = cfg.rpn_max_num, K = cfg.num_classes; see DetectionOutput.
+        B = settings.test_batch_size, N = test_proposals.max_num, K = detection.num_classes; see DetectionOutput.
+    `kernels` chooses what computes ROIAlign, the deformable convolutions and NMS.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, settings: ModelSettings, kernels: Kernels):
         super().__init__()
-        self.batch_size = cfg.batch_size
-        self.test_batch_size = cfg.test_batch_size
-        self.num_roi_levels = len(cfg.roi_align_featmap_strides)
-        self.anchor_list = tuple(Tensor(anchors) for anchors in multi_level_anchors(cfg))
+        self.batch_size = settings.batch_size
+        self.test_batch_size = settings.test_batch_size
+        self.num_roi_levels = len(settings.roi.featmap_strides)
+        self.anchor_list = tuple(Tensor(anchors) for anchors in multi_level_anchors(settings.anchors))
 
-        self.backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels,
-                                  weights_update=cfg.resnet_weights_update, bn_training=cfg.resnet_bn_training,
-                                  zero_init_residual=cfg.resnet_zero_init_residual)
-        self.fpn_neck = FeatPyramidNeck(cfg.fpn_in_channels, cfg.fpn_out_channels, cfg.fpn_num_outs,
-                                        cfg.feature_shapes)
-        self.rpn_with_loss = RPN(cfg, cfg.batch_size, cfg.rpn_in_channels, cfg.rpn_feat_channels, cfg.num_anchors,
-                                 cfg.rpn_cls_out_channels)
+        backbone = settings.backbone
+        self.backbone = ResNetFea(backbone.layer_nums, backbone.in_channels, backbone.out_channels,
+                                  weights_update=backbone.weights_update, bn_training=backbone.bn_training,
+                                  zero_init_residual=backbone.zero_init_residual, kernels=kernels)
+        fpn = settings.fpn
+        # Named as in the original's checkpoints (sic): its parameters are fpn_ncek.*. Read it as `fpn_neck`.
+        self.fpn_ncek = FeatPyramidNeck(fpn.in_channels, fpn.out_channels, fpn.num_outs, fpn.feature_shapes)
+        self.rpn_with_loss = RPN(settings.rpn, settings.batch_size)
         # The RPN is class-agnostic: every gt is "object".
-        self.rpn_gt_labels = Tensor(np.ones((cfg.batch_size, cfg.num_gts), np.int32))
-        self.proposal_generator = Proposal(cfg, cfg.batch_size, cfg.activate_num_classes, cfg.use_sigmoid_cls,
-                                           cfg.rpn_target_means, cfg.rpn_target_stds, training=True)
-        self.proposal_generator_test = Proposal(cfg, cfg.test_batch_size, cfg.activate_num_classes,
-                                                cfg.use_sigmoid_cls, cfg.rpn_target_means, cfg.rpn_target_stds,
-                                                training=False)
-        self.bbox_assigner_sampler_for_rcnn = BboxAssignSampleForRcnn(cfg, cfg.batch_size, cfg.num_bboxes_stage2,
-                                                                      True)
-        self.roi_align = SingleRoIExtractor(cfg.roi_layer, cfg.roi_align_out_channels,
-                                            cfg.roi_align_featmap_strides, cfg.roi_align_finest_scale)
-        self.rcnn = Rcnn(cfg, cfg.rcnn_in_channels * cfg.roi_layer.out_size ** 2, cfg.num_classes)
-        self.detection_output = DetectionOutput(cfg)
+        self.rpn_gt_labels = Tensor(np.ones((settings.batch_size, settings.rpn.assigner.num_gts), np.int32))
+        self.proposal_generator = Proposal(settings.train_proposals, settings.batch_size, kernels)
+        self.proposal_generator_test = Proposal(settings.test_proposals, settings.test_batch_size, kernels)
+        self.bbox_assigner_sampler_for_rcnn = BboxAssignSampleForRcnn(settings.rcnn_assigner,
+                                                                      add_gt_as_proposals=True)
+        self.roi_align = SingleRoIExtractor(settings.roi, kernels)
+        self.rcnn = Rcnn(settings.rcnn)
+        test_rois_per_image = settings.test_proposals.max_num
+        self.detection_output = DetectionOutput(settings.detection, settings.test_batch_size, test_rois_per_image,
+                                                kernels)
 
-        train_rois_per_image = cfg.num_expected_pos_stage2 + cfg.num_expected_neg_stage2
-        self.train_roi_batch_index = _batch_index_column(cfg.batch_size, train_rois_per_image)
-        self.test_roi_batch_index = _batch_index_column(cfg.test_batch_size, cfg.rpn_max_num)
+        train_rois_per_image = settings.rcnn_assigner.num_expected_pos + settings.rcnn_assigner.num_expected_neg
+        self.train_roi_batch_index = _batch_index_column(settings.batch_size, train_rois_per_image)
+        self.test_roi_batch_index = _batch_index_column(settings.test_batch_size, test_rois_per_image)
+
+    @property
+    def fpn_neck(self) -> FeatPyramidNeck:
+        """The FPN neck (attribute `fpn_ncek`)."""
+        return self.fpn_ncek
 
     def to_float(self, dst_type) -> FasterRcnnResnet50:
         """Run the convolutions and fully connected layers (backbone, FPN, RPN head, R-CNN head) in `dst_type`
@@ -85,14 +96,6 @@ class FasterRcnnResnet50(nn.Cell):
         for cell in (self.backbone, self.fpn_neck, self.rpn_with_loss.rpn_convs_list, self.rcnn):
             cell.to_float(dst_type)
         return self
-
-    def __setattr__(self, name, value):
-        if isinstance(value, nn.Cell):
-            name = ORIGINAL_CELL_NAMES.get(name, name)
-        super().__setattr__(name, value)
-
-    def __getattr__(self, name):
-        return super().__getattr__(ORIGINAL_CELL_NAMES.get(name, name))
 
     def construct(self, img, img_metas, gt_bboxes, gt_labels, gt_valids):
         feats = self.fpn_neck(self.backbone(img))
@@ -149,9 +152,9 @@ class FasterRcnnInfer(nn.Cell):
     """Inference wrapper (the original's FasterRcnn_Infer): construct(img, img_metas) -> the network's
     inference outputs. Its checkpoint keys are the network's with the prefix `network.`."""
 
-    def __init__(self, cfg):
+    def __init__(self, settings: ModelSettings, kernels: Kernels):
         super().__init__()
-        self.network = FasterRcnnResnet50(cfg)
+        self.network = FasterRcnnResnet50(settings, kernels)
         self.network.set_train(False)
 
     def to_float(self, dst_type) -> FasterRcnnInfer:
@@ -161,3 +164,36 @@ class FasterRcnnInfer(nn.Cell):
 
     def construct(self, img, img_metas):
         return self.network(img, img_metas, None, None, None)
+
+
+def _model_settings(cfg: Config, test_batch_size: int | None, bn_training: bool | None) -> ModelSettings:
+    """The config's settings with the run's overrides."""
+    settings = ModelSettings.from_config(cfg)
+    if test_batch_size is not None:
+        settings = replace(settings, test_batch_size=int(test_batch_size))
+    if bn_training is not None:
+        settings = replace(settings, backbone=replace(settings.backbone, bn_training=bool(bn_training)))
+    return settings
+
+
+def _in_dtype(net: NetT, dtype: ms.Type) -> NetT:
+    """`net` computing in `dtype`: float32 as built, float16 through the network's to_float rule."""
+    if dtype == ms.float16:
+        return net.to_float(ms.float16)
+    if dtype != ms.float32:
+        raise ValueError(f"dtype must be mindspore.float32 or mindspore.float16, got {dtype}")
+    return net
+
+
+def build_model(cfg: Config, *, kernels: Kernels, dtype: ms.Type = ms.float32, test_batch_size: int | None = None,
+                bn_training: bool | None = None) -> FasterRcnnResnet50:
+    """The network of `cfg` (not modified): computing in `dtype` (float16 as the original on Ascend, see
+    FasterRcnnResnet50.to_float), with `kernels`; `test_batch_size` / `bn_training` replace the config's
+    test_batch_size / resnet_bn_training when given."""
+    return _in_dtype(FasterRcnnResnet50(_model_settings(cfg, test_batch_size, bn_training), kernels), dtype)
+
+
+def build_infer_model(cfg: Config, *, kernels: Kernels, dtype: ms.Type = ms.float32,
+                      test_batch_size: int | None = None) -> FasterRcnnInfer:
+    """As build_model, the inference wrapper: construct(img, img_metas)."""
+    return _in_dtype(FasterRcnnInfer(_model_settings(cfg, test_batch_size, None), kernels), dtype)

@@ -1,13 +1,12 @@
 """Proposals from the RPN's outputs: per level top-k, decode, NMS; then the best max_num over all levels."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from .box_ops import decode_boxes, nms_with_mask
+from .settings import Kernels, ProposalSettings
 
 # Score given to NMS-suppressed rows before the final ranking (the original's; representable in float16).
 SUPPRESSED_SCORE = -65500.0
@@ -15,18 +14,14 @@ SUPPRESSED_SCORE = -65500.0
 
 class Proposal(nn.Cell):
     """Per image, per level: the k = min(nms_pre, H * W * A) best anchors by sigmoid objectness, decoded with the
-    RPN deltas (clipped to the img_height x img_width canvas), NMS; then the max_num best unsuppressed boxes of all
+    RPN deltas (clipped to the img_shape canvas), NMS (nms_thr); then the max_num best unsuppressed boxes of all
     levels (suppressed ones rank last, with score -65500).
 
     Args:
-        cfg: config. Training instances read rpn_proposal_nms_pre / _nms_thr / _max_num, test instances rpn_nms_pre /
-            rpn_nms_thr / rpn_max_num; also feature_shapes, num_anchors, img_height, img_width. As in the original,
-            the min-box-size, nms_post and nms_across_levels keys have no effect. (The original's test instance
-            keeps the training NMS threshold; both are 0.7 in every shipped config.)
-        batch_size: images per call.
-        num_classes: RPN classes including background (2); use_sigmoid_cls must be True (one logit per anchor).
-        target_means, target_stds: delta normalisation of the RPN targets.
-        training: which set of keys to use.
+        settings: the training or the test instance (nms_pre, nms_thr, max_num, the levels' anchor counts, the
+            canvas, the deltas' means and stds).
+        batch_size: B, images per call.
+        kernels: which NMS runs (see box_ops.nms_with_mask).
 
     construct(cls_scores (L maps (B, A, H_l, W_l)), bbox_preds (L maps (B, A * 4, H_l, W_l)),
               anchor_list (L Tensors (H_l * W_l * A, 4))) ->
@@ -34,26 +29,16 @@ class Proposal(nn.Cell):
          suppressed or padding rows).
     """
 
-    def __init__(self, cfg, batch_size: int, num_classes: int, use_sigmoid_cls: bool,
-                 target_means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
-                 target_stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0), training: bool = True):
+    def __init__(self, settings: ProposalSettings, batch_size: int, kernels: Kernels):
         super().__init__()
-        if not use_sigmoid_cls or num_classes != 2:
-            raise ValueError(f"Proposal: only sigmoid objectness (use_sigmoid_cls=True, activate_num_classes=2) is "
-                             f"supported, got use_sigmoid_cls={use_sigmoid_cls}, num_classes={num_classes}")
-        prefix = "rpn_proposal_" if training else "rpn_"
-        nms_pre = getattr(cfg, prefix + "nms_pre")
-        self.nms = nms_with_mask(getattr(cfg, prefix + "nms_thr"))
-        self.max_num = getattr(cfg, prefix + "max_num")
+        self.nms = nms_with_mask(settings.nms_thr, kernels)
+        self.max_num = settings.max_num
         self.batch_size = batch_size
-        self.num_levels = len(cfg.feature_shapes)
-        self.level_k = tuple(min(nms_pre, h * w * cfg.num_anchors) for h, w in cfg.feature_shapes)
-        if self.max_num > sum(self.level_k):
-            raise ValueError(f"config: {prefix}max_num={self.max_num} exceeds the {sum(self.level_k)} per-level "
-                             f"candidates of a {cfg.img_height}x{cfg.img_width} image ({prefix}nms_pre={nms_pre})")
-        self.max_shape = (cfg.img_height, cfg.img_width)
-        self.means = tuple(target_means)
-        self.stds = tuple(target_stds)
+        self.level_k = settings.level_k
+        self.num_levels = len(self.level_k)
+        self.max_shape = settings.img_shape
+        self.means = settings.target_means
+        self.stds = settings.target_stds
         self.suppressed = Tensor(np.full(sum(self.level_k), SUPPRESSED_SCORE, np.float32))
 
     def construct(self, cls_scores, bbox_preds, anchor_list):

@@ -10,7 +10,8 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, initializer
 
-from src.FasterRcnn.box_ops import decode_boxes, nms_with_mask
+from .box_ops import decode_boxes, nms_with_mask
+from .settings import DetectionSettings, Kernels, RcnnSettings
 
 
 class DenseNoTranpose(nn.Cell):
@@ -32,22 +33,19 @@ class DenseNoTranpose(nn.Cell):
 class Rcnn(nn.Cell):
     """The box head (the original's `Rcnn`; parameter names `shared_fc_0/1`, `cls_scores`, `reg_scores`).
 
-    Args:
-        cfg: config (rcnn_fc_out_channels, rcnn_loss_cls_weight, rcnn_loss_reg_weight).
-        representation_size: flattened RoI feature size (rcnn_in_channels * out_size**2).
-        num_classes: classes including background (81 for COCO).
-
-    construct(roi_feats (R, C, S, S)) -> (cls_logits (R, num_classes), box_deltas (R, num_classes * 4)), float32
-    whatever dtype the layers compute in (float16 after to_float).
+    construct(roi_feats (R, C, S, S) with C * S * S = representation_size) -> (cls_logits (R, K),
+    box_deltas (R, K * 4)) with K = num_classes, float32 whatever dtype the layers compute in (float16 after
+    to_float).
     """
 
-    def __init__(self, cfg, representation_size: int, num_classes: int):
+    def __init__(self, settings: RcnnSettings):
         super().__init__()
-        hidden = cfg.rcnn_fc_out_channels
+        hidden = settings.fc_out_channels
+        num_classes = settings.num_classes
         self.num_classes = num_classes
-        self.cls_loss_weight = float(cfg.rcnn_loss_cls_weight)
-        self.reg_loss_weight = float(cfg.rcnn_loss_reg_weight)
-        self.shared_fc_0 = DenseNoTranpose(representation_size, hidden, XavierUniform())
+        self.cls_loss_weight = settings.cls_loss_weight
+        self.reg_loss_weight = settings.reg_loss_weight
+        self.shared_fc_0 = DenseNoTranpose(settings.representation_size, hidden, XavierUniform())
         self.shared_fc_1 = DenseNoTranpose(hidden, hidden, XavierUniform())
         # The original initialises both prediction layers with MindSpore's default Normal (sigma 0.01).
         self.cls_scores = DenseNoTranpose(hidden, num_classes, Normal(0.01))
@@ -102,33 +100,29 @@ class Rcnn(nn.Cell):
 class DetectionOutput(nn.Cell):
     """The original's test-time post-processing of the head's output, per image and per foreground class.
 
-    Softmax scores; every RoI decoded with each class's deltas (BoundingBoxDecode, clipped to the padded
-    input, means/stds rcnn_target_*); boxes divided by the image's resize factors (x by scale_w, y by
-    scale_h); then per class: candidates = RoI valid and score > test_score_thr (others get box -1 and
-    score 0), sorted by score (TopK over all RoIs), NMSWithMask(test_iou_thr); a row is kept if valid and
-    not suppressed. test_max_per_img is not applied here (the original leaves it to evaluation).
-
-    Args:
-        cfg: config (num_classes, rpn_max_num, test_batch_size, test_score_thr, test_iou_thr, img_height,
-            img_width, rcnn_target_means, rcnn_target_stds).
+    Softmax scores; every RoI decoded with each class's deltas (BoundingBoxDecode, clipped to the img_shape
+    canvas, the settings' means/stds); boxes divided by the image's resize factors (x by scale_w, y by scale_h);
+    then per class: candidates = RoI valid and score > score_thr (others get box -1 and score 0), sorted by score
+    (TopK over all RoIs), NMSWithMask(iou_thr) (its CPU kernel with Kernels.CPU); a row is kept if valid and not
+    suppressed.
 
     construct(cls_logits (B*N, K), box_deltas (B*N, K*4), rois (B*N, 4) x1, y1, x2, y2 in input pixels,
               valid (B*N,) bool, img_metas (B, 4) [h, w, scale_h, scale_w])
         -> (bboxes (B, (K-1)*N, 5) [x1, y1, x2, y2, score] in original-image pixels,
             labels (B, (K-1)*N, 1) int32 0..K-2, masks (B, (K-1)*N, 1) bool), rows grouped by class.
-    N = rpn_max_num RoIs per image, B = test_batch_size.
+    B = batch_size, N = rois_per_image, K = settings.num_classes.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, settings: DetectionSettings, batch_size: int, rois_per_image: int, kernels: Kernels):
         super().__init__()
-        self.num_fg = cfg.num_classes - 1
-        self.rois_per_image = cfg.rpn_max_num
-        self.batch_size = cfg.test_batch_size
-        self.score_thr = float(cfg.test_score_thr)
-        self.max_shape = (cfg.img_height, cfg.img_width)
-        self.means = tuple(cfg.rcnn_target_means)
-        self.stds = tuple(cfg.rcnn_target_stds)
-        self.nms = nms_with_mask(cfg.test_iou_thr)
+        self.num_fg = settings.num_classes - 1
+        self.rois_per_image = rois_per_image
+        self.batch_size = batch_size
+        self.score_thr = settings.score_thr
+        self.max_shape = settings.img_shape
+        self.means = settings.target_means
+        self.stds = settings.target_stds
+        self.nms = nms_with_mask(settings.iou_thr, kernels)
         labels = np.repeat(np.arange(self.num_fg, dtype=np.int32), self.rois_per_image)
         self.labels = Tensor(labels.reshape(1, -1, 1))
 

@@ -16,6 +16,7 @@ from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
 from .dcn_v2 import DeformConv2d
+from .settings import Kernels
 
 NUM_STAGES = 4
 EXPANSION = 4  # bottleneck: out_channels = 4 x the 3x3 conv's channels
@@ -58,16 +59,17 @@ def _batch_norm(channels: int, affine: bool, bn_training: bool) -> nn.BatchNorm2
 
 
 class _Bottleneck(nn.Cell):
-    """1x1 -> 3x3 (stride here) -> 1x1 residual block; subclasses build and run the 3x3 (`_build_spatial`,
-    `_spatial_bn`). Parameters are created in the original's order (a checkpoint lists them so)."""
+    """1x1 -> 3x3 (stride here) -> 1x1 residual block; subclasses build and run the 3x3 (`_build_spatial`, which
+    receives `spatial_options`, and `_spatial_bn`). Parameters are created in the original's order (a checkpoint
+    lists them so)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, down_sample: bool, trainable: bool,
-                 bn_training: bool):
+                 bn_training: bool, **spatial_options):
         super().__init__()
         mid = out_channels // EXPANSION
         self.conv1 = _conv(in_channels, mid, 1)
         self.bn1 = _batch_norm(mid, trainable, bn_training)
-        self._build_spatial(mid, stride)
+        self._build_spatial(mid, stride, **spatial_options)
         self.bn2 = _batch_norm(mid, trainable, bn_training)
         self.conv3 = _conv(mid, out_channels, 1)
         self.bn3 = _batch_norm(out_channels, trainable, bn_training)
@@ -77,7 +79,7 @@ class _Bottleneck(nn.Cell):
             self.conv_down_sample = _conv(in_channels, out_channels, 1, stride=stride)
             self.bn_down_sample = _batch_norm(out_channels, trainable, bn_training)
 
-    def _build_spatial(self, channels: int, stride: int) -> None:
+    def _build_spatial(self, channels: int, stride: int, **options) -> None:
         raise NotImplementedError
 
     def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
@@ -113,14 +115,15 @@ class ResidualBlock(_Bottleneck):
 
 
 class ResidualBlockDCN(_Bottleneck):
-    """Bottleneck whose 3x3 is the original's DeformConv2d (`defconv`); layer2-4, always trainable."""
+    """Bottleneck whose 3x3 is the original's DeformConv2d (`defconv`, computed by `kernels`); layer2-4, always
+    trainable."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, down_sample: bool = False,
-                 bn_training: bool = False):
-        super().__init__(in_channels, out_channels, stride, down_sample, True, bn_training)
+                 bn_training: bool = False, *, kernels: Kernels):
+        super().__init__(in_channels, out_channels, stride, down_sample, True, bn_training, kernels=kernels)
 
-    def _build_spatial(self, channels: int, stride: int) -> None:
-        self.defconv = DeformConv2d(channels, channels, 3, stride=stride, padding=1)
+    def _build_spatial(self, channels: int, stride: int, kernels: Kernels) -> None:
+        self.defconv = DeformConv2d(channels, channels, 3, stride=stride, padding=1, kernels=kernels)
 
     def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
         if fold:
@@ -141,13 +144,14 @@ def _make_stage(block: type, num_blocks: int, in_channels: int, out_channels: in
 class ResNetFea(nn.Cell):
     """ResNet-50 feature extractor: (N, 3, H, W) -> (c2, c3, c4, c5) at strides 4, 8, 16, 32.
 
-    layer_nums, in_channels, out_channels: per stage (config resnet_block, resnet_in_channels,
-    resnet_out_channels: [3, 4, 6, 3], [64, 256, 512, 1024], [256, 512, 1024, 2048]).
-    Spatial sizes are ceil(H / stride), ceil(W / stride).
+    layer_nums, in_channels, out_channels: per stage ([3, 4, 6, 3], [64, 256, 512, 1024], [256, 512, 1024, 2048]);
+    weights_update, bn_training, zero_init_residual: see the module docstring; kernels: what computes the
+    deformable convolutions. Spatial sizes are ceil(H / stride), ceil(W / stride).
     """
 
     def __init__(self, layer_nums: Sequence[int], in_channels: Sequence[int], out_channels: Sequence[int],
-                 weights_update: bool = False, bn_training: bool = False, zero_init_residual: bool = False):
+                 weights_update: bool = False, bn_training: bool = False, zero_init_residual: bool = False, *,
+                 kernels: Kernels):
         super().__init__()
         if not len(layer_nums) == len(in_channels) == len(out_channels) == NUM_STAGES:
             raise ValueError(f"ResNetFea needs {NUM_STAGES} stages in layer_nums, in_channels and out_channels, got "
@@ -163,11 +167,11 @@ class ResNetFea(nn.Cell):
         self.layer1 = _make_stage(ResidualBlock, layer_nums[0], in_channels[0], out_channels[0], 1,
                                   trainable=weights_update, bn_training=bn_training)
         self.layer2 = _make_stage(ResidualBlockDCN, layer_nums[1], in_channels[1], out_channels[1], 2,
-                                  bn_training=bn_training)
+                                  bn_training=bn_training, kernels=kernels)
         self.layer3 = _make_stage(ResidualBlockDCN, layer_nums[2], in_channels[2], out_channels[2], 2,
-                                  bn_training=bn_training)
+                                  bn_training=bn_training, kernels=kernels)
         self.layer4 = _make_stage(ResidualBlockDCN, layer_nums[3], in_channels[3], out_channels[3], 2,
-                                  bn_training=bn_training)
+                                  bn_training=bn_training, kernels=kernels)
         if zero_init_residual:
             self._zero_init_residual()
 

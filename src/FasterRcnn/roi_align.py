@@ -10,7 +10,7 @@ only sees the RoIs of that level: the others are handed to it as all-zero boxes,
 ROIAlignGrad kernels skip (a box with |x1| < 0.001 and |x2| < 0.001 is not computed; measured on the CPU op),
 so the pooled values of every RoI are the same numbers with a quarter of the work. A RoI that the kernels skip
 on its own (a degenerate box at the left edge) gets zeros here; the original leaves whatever the output
-buffer held. On the CPU, `MultiLevelRoIAlign` (src/custom_ops) computes the same in one C++ kernel.
+buffer held. With Kernels.CPU, `MultiLevelRoIAlign` (src/custom_ops) computes the same in one C++ kernel.
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import math
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.custom_ops import MultiLevelRoIAlign, use_cpu_kernels
+from src.custom_ops import MultiLevelRoIAlign
+
+from .settings import Kernels, RoiSettings
 
 # The original's offset inside log2(scale / finest_scale + eps): it keeps exact powers of two on the upper level.
 LEVEL_EPS = 1e-6
@@ -52,29 +54,25 @@ def roi_align_skips(rois: Tensor) -> Tensor:
 
 
 class SingleRoIExtractor(nn.Cell):
-    """Pool each RoI on its FPN level.
-
-    Args:
-        roi_layer: config section with `out_size` (pooled height = width) and `sample_num` (bilinear samples per
-            bin side).
-        out_channels: channels of the feature maps (256).
-        featmap_strides: stride of each pooled level in input pixels ([4, 8, 16, 32]).
-        finest_scale: see `roi_levels` (56).
+    """Pool each RoI on its FPN level (settings: out_size, sample_num, out_channels, featmap_strides, finest_scale;
+    see `roi_levels`), with `MultiLevelRoIAlign` for Kernels.CPU on four levels, else with `ops.ROIAlign`.
 
     construct(rois (R, 5) [batch_idx, x1, y1, x2, y2], *feats one (B, C, H_l, W_l) map per level)
         -> (R, C, out_size, out_size), dtype of the maps.
     """
 
-    def __init__(self, roi_layer, out_channels: int, featmap_strides: list[int], finest_scale: float):
+    def __init__(self, settings: RoiSettings, kernels: Kernels):
         super().__init__()
-        self.out_size = roi_layer.out_size
-        self.out_channels = out_channels
-        self.finest_scale = float(finest_scale)
-        self.num_levels = len(featmap_strides)
-        self.aligners = [ops.ROIAlign(self.out_size, self.out_size, 1.0 / stride, roi_layer.sample_num, 1)
-                         for stride in featmap_strides]
-        self.cpu_align = (MultiLevelRoIAlign(self.out_size, roi_layer.sample_num, featmap_strides, finest_scale)
-                          if use_cpu_kernels() and self.num_levels == MULTI_LEVEL_KERNEL_LEVELS else None)
+        strides = settings.featmap_strides
+        self.out_size = settings.out_size
+        self.out_channels = settings.out_channels
+        self.finest_scale = float(settings.finest_scale)
+        self.num_levels = len(strides)
+        self.aligners = [ops.ROIAlign(self.out_size, self.out_size, 1.0 / stride, settings.sample_num, 1)
+                         for stride in strides]
+        use_kernel = kernels is Kernels.CPU and self.num_levels == MULTI_LEVEL_KERNEL_LEVELS
+        self.cpu_align = (MultiLevelRoIAlign(self.out_size, settings.sample_num, strides, self.finest_scale)
+                          if use_kernel else None)
 
     def construct(self, rois: Tensor, *feats: Tensor) -> Tensor:
         if self.cpu_align is not None:

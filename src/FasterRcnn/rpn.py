@@ -8,6 +8,7 @@ from mindspore.common.initializer import Normal
 
 from .bbox_assign_sample import BboxAssignSample
 from .box_ops import boxes_inside
+from .settings import RpnSettings
 
 # The original's head initialisation: weights N(0, 0.01), biases 0.
 HEAD_INIT_SIGMA = 0.01
@@ -44,10 +45,10 @@ class RPN(nn.Cell):
     """Objectness and box deltas for the anchors of every level; the RPN loss when training.
 
     Args:
-        cfg: config (feature_shapes, num_bboxes, num_expected_neg, rpn_loss_cls_weight, rpn_loss_reg_weight and the
-            RPN assigner's keys).
-        batch_size: training batch size (the loss normaliser is num_expected_neg * batch_size, as the original).
-        in_channels, feat_channels, num_anchors (A), cls_out_channels: head sizes (256, 256, 3, 1).
+        settings: the head's sizes (in_channels, feat_channels, num_anchors A, cls_out_channels), num_levels L, the
+            loss weights and the anchors' assigner/sampler.
+        batch_size: B, training images per call (the loss normaliser is assigner.num_expected_neg * B, as the
+            original).
 
     construct(inputs (L maps (B, C, H_l, W_l)), img_metas (B, 3) [h, w, ratio] (training), anchor_list (L Tensors
     (H_l * W_l * A, 4)), gt_bboxes (B, G, 4), gt_labels (B, G), gt_valids (B, G) bool) ->
@@ -55,22 +56,22 @@ class RPN(nn.Cell):
          rpn_cls_loss (1,), rpn_reg_loss (1,)).
     Not training: the losses are ones (1,) placeholders and img_metas / gt inputs are not read.
     Loss: sum over sampled anchors of SigmoidCE (label weights) and of SmoothL1 (beta 1/9, positive anchors) over
-    the fixed num_expected_neg * batch_size; anchors are valid only if fully inside img_metas' (h, w).
+    the fixed num_expected_neg * B; anchors are valid only if fully inside img_metas' (h, w).
     """
 
-    def __init__(self, cfg, batch_size: int, in_channels: int, feat_channels: int, num_anchors: int,
-                 cls_out_channels: int):
+    def __init__(self, settings: RpnSettings, batch_size: int):
         super().__init__()
-        self.num_levels = len(cfg.feature_shapes)
+        self.num_levels = settings.num_levels
         self.batch_size = batch_size
         # One head for all levels; the CellList keeps the original's checkpoint names (rpn_convs_list.0.*).
-        head = RpnRegClsBlock(in_channels, feat_channels, num_anchors, cls_out_channels)
+        head = RpnRegClsBlock(settings.in_channels, settings.feat_channels, settings.num_anchors,
+                              settings.cls_out_channels)
         self.rpn_convs_list = nn.CellList([head])
-        self.cls_out_channels = cls_out_channels
-        self.get_targets = BboxAssignSample(cfg, batch_size, cfg.num_bboxes, False)
-        self.loss_normaliser = float(cfg.num_expected_neg * batch_size)
-        self.cls_loss_weight = float(cfg.rpn_loss_cls_weight)
-        self.reg_loss_weight = float(cfg.rpn_loss_reg_weight)
+        self.cls_out_channels = settings.cls_out_channels
+        self.get_targets = BboxAssignSample(settings.assigner)
+        self.loss_normaliser = float(settings.assigner.num_expected_neg * batch_size)
+        self.cls_loss_weight = settings.cls_loss_weight
+        self.reg_loss_weight = settings.reg_loss_weight
         self.sigmoid_ce = ops.SigmoidCrossEntropyWithLogits()
         self.placeholder = Tensor(np.ones((1,), np.float32))
 

@@ -2,19 +2,19 @@
 
 Libraries go to `<repo>/build/custom_ops/<name>-<hash>.so`; the hash covers the source, the package's headers,
 the compiler command and the CPU (the code is compiled for the machine it runs on), so an edited source or
-another CPU gets a fresh build and a stale library is never loaded. Builds are written to a temporary file and
-renamed into place, so concurrent processes and interrupted builds never leave a half-written library behind;
-a new build deletes the older ones of the same kernel.
+another CPU gets a fresh build and a stale library is never loaded. Builds are written atomically (src/fileio.py),
+so concurrent processes and interrupted builds never leave a half-written library behind; a new build deletes the
+older ones of the same kernel.
 """
 
 import hashlib
-import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
+
+from src.fileio import atomic_path
 
 SOURCE_DIR = Path(__file__).resolve().parent
 BUILD_DIR = SOURCE_DIR.parents[1] / "build" / "custom_ops"
@@ -71,15 +71,8 @@ def library_path(name: str) -> Path:
 
 
 def _compile(compiler: str, source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".so.tmp", dir=target.parent)
-    os.close(fd)
-    command = [compiler, *COMPILE_FLAGS, "-o", tmp_name, str(source)]
-    try:
+    with atomic_path(str(target)) as tmp:
+        command = [compiler, *COMPILE_FLAGS, "-o", tmp, str(source)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"Compiling {source} failed:\n{' '.join(command)}\n{result.stderr}")
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)

@@ -3,29 +3,17 @@
 Needs Huawei's `moxing` package, which exists only on ModelArts; elsewhere `enable_modelarts=True`
 fails at start-up with a clear message.
 """
-import functools
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
-from src.model_utils.config import config
+from src.model_utils.local_adapter import get_device_id, get_device_num
 
 _SYNC_COUNT = 0
-
-
-def get_device_id() -> int:
-    return int(os.getenv("DEVICE_ID", "0"))
-
-
-def get_device_num() -> int:
-    return int(os.getenv("RANK_SIZE", "1"))
-
-
-def get_rank_id() -> int:
-    return int(os.getenv("RANK_ID", "0"))
-
-
-def get_job_id() -> str:
-    return os.getenv("JOB_ID") or "default"
+Result = TypeVar("Result")
 
 
 def _moxing():
@@ -50,34 +38,22 @@ def sync_data(from_path: str, to_path: str) -> None:
         time.sleep(1)
 
 
-def moxing_wrapper(pre_process=None, post_process=None):
-    """Decorator: on ModelArts, sync inputs before and outputs after the wrapped function."""
-    def wrapper(run_func):
-        @functools.wraps(run_func)
-        def wrapped(*args, **kwargs):
-            if config.enable_modelarts:
-                for url, path in ((config.data_url, config.data_path),
-                                  (config.checkpoint_url, config.load_path),
-                                  (config.train_url, config.output_path)):
-                    if url:
-                        sync_data(url, path)
-                config.device_num = get_device_num()
-                config.device_id = get_device_id()
-                os.makedirs(config.output_path, exist_ok=True)
-                if pre_process:
-                    pre_process()
-            profiler = None
-            if config.enable_profiling:
-                from mindspore import Profiler  # noqa: PLC0415
-                profiler = Profiler()
-            result = run_func(*args, **kwargs)
-            if profiler is not None:
-                profiler.analyse()
-            if config.enable_modelarts:
-                if post_process:
-                    post_process()
-                if config.train_url:
-                    sync_data(config.output_path, config.train_url)
-            return result
-        return wrapped
-    return wrapper
+def run_with_modelarts(cfg, run: Callable[[], Result]) -> Result:
+    """`run()`, preceded on ModelArts (cfg.enable_modelarts) by copying data_url, checkpoint_url and train_url to
+    their local paths and followed by copying output_path back to train_url; profiled with enable_profiling."""
+    if cfg.enable_modelarts:
+        for url, path in ((cfg.data_url, cfg.data_path), (cfg.checkpoint_url, cfg.load_path),
+                          (cfg.train_url, cfg.output_path)):
+            if url:
+                sync_data(url, path)
+        os.makedirs(cfg.output_path, exist_ok=True)
+    profiler = None
+    if cfg.enable_profiling:
+        from mindspore import Profiler  # noqa: PLC0415
+        profiler = Profiler()
+    result = run()
+    if profiler is not None:
+        profiler.analyse()
+    if cfg.enable_modelarts and cfg.train_url:
+        sync_data(cfg.output_path, cfg.train_url)
+    return result

@@ -1,0 +1,37 @@
+"""The project's error types: problems a user can fix, each reported as one line naming the file, key or value.
+
+`src/runtime.py` `run_main` turns any of them into `<program>: error: <message>` on stderr and exit status 1;
+everything else is a bug and keeps its traceback.
+"""
+
+
+class FasterRcnnError(ValueError):
+    """Base of the errors below."""
+
+
+class ConfigError(FasterRcnnError):
+    """A configuration file or value that cannot be used; the message names the key."""
+
+
+class DataError(FasterRcnnError):
+    """A data set, annotation or image that cannot be used; the message names the file (and line or field)."""
+
+
+class CheckpointError(FasterRcnnError):
+    """A checkpoint that cannot be read or does not fit the network; the message names the file and parameters."""
+
+
+class DeviceError(FasterRcnnError):
+    """A device target this MindSpore installation cannot run."""
+
+
+class ExportError(FasterRcnnError):
+    """An export request that cannot be honoured (format, target); raised before any work."""
+
+
+class InferError(FasterRcnnError):
+    """An unusable MINDIR, image folder or image; the message names it."""
+
+
+class TrainingError(FasterRcnnError):
+    """Training that had to stop (a non-finite loss); the message names the step and the last good checkpoint."""

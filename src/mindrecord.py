@@ -1,0 +1,299 @@
+"""The project's MindRecord sets: where they live, when one is complete, and writing one from a COCO or TXT set.
+
+One row per image, fields `image` (the encoded file's bytes), `annotation` int32 (n, 6) [x1, y1, x2, y2, label,
+iscrowd] (source pixels truncated to integers, label = index in `cfg.coco_classes`) and `image_id` int64 (the COCO
+image id; for TXT the 1-based position of the image's line among the non-blank lines). Training sets are written
+as 8 files (`<prefix>0` ... `<prefix>7`), evaluation sets as one (`<prefix>`), each with its `.db` index, as the
+original. Beside them `<file to open>.json` (e.g. `FasterRcnn.mindrecord0.json`) records the files' sizes, the
+source, the classes, the conversion's counts and the label <-> category id map (`label_map`); it is written last,
+so a set without it (an interrupted run, or one written by the original) is never taken for complete and is
+rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. COCO category
+`label_map(file)[k + 1]["id"]`.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from mindspore.mindrecord import FileWriter
+
+from src.data_sources import ImageRecord, read_coco_records, read_txt_records
+from src.errors import DataError
+from src.fileio import write_json_atomic
+
+TRAIN_FILE_NUM = 8          # the original's shard count for training sets
+EVAL_FILE_NUM = 1
+DEFAULT_SUBDIR = "FASTERRCNN_MINDRECORD"   # under the data root when mindrecord_dir is empty (the scripts')
+WAIT_POLL_SECONDS = 5       # ranks other than 0 poll this often for rank 0's MindRecord (the original's)
+WRITE_BATCH_ROWS = 32
+SCHEMA = {
+    "image": {"type": "bytes"},
+    "annotation": {"type": "int32", "shape": [-1, 6]},
+    "image_id": {"type": "int64"},
+}
+SCHEMA_NAME = "fasterrcnn_json"
+SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 1"
+# Formats MindSpore's Decode reads, by their first bytes.
+IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)  # an image without boxes (eval): one crowd row
+
+
+def mindrecord_directory(cfg) -> str:
+    """cfg.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO) / beside the TXT label file."""
+    if cfg.mindrecord_dir:
+        return cfg.mindrecord_dir
+    root = cfg.coco_root if cfg.dataset == "coco" else os.path.dirname(os.path.abspath(cfg.anno_path))
+    return os.path.join(root, DEFAULT_SUBDIR)
+
+
+def mindrecord_file(directory: str, prefix: str, file_num: int) -> str:
+    """The file MindDataset opens: `<prefix>0` for a multi-file set, `<prefix>` for a single file."""
+    return os.path.join(directory, prefix + ("0" if file_num > 1 else ""))
+
+
+def sidecar_path(mindrecord: str) -> str:
+    """The json beside a set: `<file to open>.json` (e.g. `FasterRcnn.mindrecord0.json`)."""
+    return mindrecord + ".json"
+
+
+def read_sidecar(mindrecord: str) -> dict | None:
+    """The json of the set opened by `mindrecord`, or None if absent or unreadable."""
+    try:
+        with open(sidecar_path(mindrecord), encoding="utf-8") as f:
+            content = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return content if isinstance(content, dict) and content.get("format") == SIDECAR_FORMAT else None
+
+
+def is_mindrecord_complete(mindrecord: str, source: dict | None = None) -> bool:
+    """True if the set opened by `mindrecord` was fully written (every file of its json at its recorded size)
+    and, when `source` is given, from that source."""
+    content = read_sidecar(mindrecord)
+    if content is None:
+        return False
+    directory = os.path.dirname(mindrecord)
+    for name, size in content.get("files", {}).items():
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path) or os.path.getsize(path) != size:
+            return False
+    return source is None or content.get("source") == source
+
+
+def label_map(mindrecord: str) -> dict[int, dict]:
+    """label -> {"id": category id, "name": class name} of a complete set (from its json)."""
+    content = read_sidecar(mindrecord)
+    if content is None:
+        raise DataError(f"no label map beside {mindrecord} (expected the json create_mindrecord writes)")
+    return {cat["label"]: {"id": cat["id"], "name": cat["name"]} for cat in content["categories"]}
+
+
+@dataclass
+class ConversionSummary:
+    """What a conversion wrote and what it left out (counted, never silently)."""
+
+    images_in_source: int = 0
+    images_written: int = 0
+    images_without_box: int = 0     # left out of a training set
+    images_missing: int = 0         # skipped with skip_bad_images
+    images_unreadable: int = 0      # skipped with skip_bad_images
+    images_over_num_gts: int = 0    # more boxes than num_gts: the pipeline keeps num_gts of them
+    boxes_clipped: int = 0          # partly outside the image
+    boxes_degenerate: int = 0       # empty after clipping to the image and truncation to integers: dropped
+    boxes_crowd: int = 0            # kept, marked not valid
+
+    def line(self, path: str) -> str:
+        return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written; left out "
+                f"{self.images_without_box} without a usable box, {self.images_missing} missing, "
+                f"{self.images_unreadable} unreadable; boxes: {self.boxes_clipped} clipped to the image, "
+                f"{self.boxes_degenerate} degenerate dropped, {self.boxes_crowd} crowd (not trained on); "
+                f"{self.images_over_num_gts} images with more boxes than num_gts")
+
+
+def read_image(path: str, where: str) -> tuple[bytes, int, int]:
+    """The encoded bytes of an image file and its (height, width); DataError naming the file if unusable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{where}: image not found: {path}") from None
+    except OSError as err:
+        raise DataError(f"{where}: cannot read image {path}: {err.strerror}") from None
+    if not any(data.startswith(magic) for magic in IMAGE_MAGIC):
+        raise DataError(f"{where}: {path} is not a {'/'.join(sorted(set(IMAGE_MAGIC.values())))} image")
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if decoded is None:
+        raise DataError(f"{where}: cannot decode image {path}")
+    return data, decoded.shape[0], decoded.shape[1]
+
+
+def usable_rows(boxes: np.ndarray, height: int, width: int, summary: ConversionSummary) -> np.ndarray:
+    """(n, 6) float rows -> int32 rows clipped to the image, degenerate ones dropped (counted in `summary`)."""
+    clipped = boxes.copy()
+    clipped[:, 0:4:2] = np.clip(boxes[:, 0:4:2], 0, width)
+    clipped[:, 1:4:2] = np.clip(boxes[:, 1:4:2], 0, height)
+    summary.boxes_clipped += int(np.any(clipped[:, :4] != boxes[:, :4], axis=1).sum())
+    rows = clipped.astype(np.int32)  # truncation, as the original stores its boxes
+    keep = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
+    summary.boxes_degenerate += int((~keep).sum())
+    rows = rows[keep]
+    summary.boxes_crowd += int((rows[:, 5] != 0).sum())
+    return rows
+
+
+def _progress(done: int, total: int, label: str, state: dict) -> None:
+    if state.get("done") == done:
+        return
+    state["done"] = done
+    percent = 100 * done // max(total, 1)
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{label}: {done}/{total} ({percent}%)" + ("\n" if done == total else ""))
+    elif percent // 10 != state.get("decile") or done == total:
+        state["decile"] = percent // 10
+        sys.stderr.write(f"{label}: {done}/{total} ({percent}%)\n")
+    sys.stderr.flush()
+
+
+def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_images: bool, num_gts: int,
+                   summary: ConversionSummary):
+    """Yield MindRecord rows: images checked, boxes cleaned; the counts go into `summary`."""
+    summary.images_in_source = len(records)
+    for record in records:
+        try:
+            data, height, width = read_image(record.path, record.where)
+        except DataError:
+            if not skip_bad_images:
+                raise
+            if os.path.isfile(record.path):
+                summary.images_unreadable += 1
+            else:
+                summary.images_missing += 1
+            continue
+        rows = usable_rows(record.boxes, height, width, summary)
+        if not np.any(rows[:, 5] == 0):
+            if is_training:
+                summary.images_without_box += 1
+                continue
+            if len(rows) == 0:
+                rows = NO_BOX_ROW
+        summary.images_over_num_gts += int(len(rows) > num_gts)
+        summary.images_written += 1
+        yield {"image": data, "annotation": rows, "image_id": np.int64(record.image_id)}
+
+
+def describe_source(cfg, is_training: bool) -> dict:
+    """The configured source (files, split, classes): a complete set is reused only for the same one."""
+    if cfg.dataset == "coco":
+        if not os.path.isdir(cfg.coco_root):
+            raise DataError(f"coco_root is not a directory: {cfg.coco_root!r} (config key coco_root)")
+        split = cfg.train_data_type if is_training else cfg.val_data_type
+        anno_file = os.path.join(cfg.coco_root, cfg.instance_set.format(split))
+        image_root = os.path.join(cfg.coco_root, split)
+        kind = "coco"
+    else:
+        anno_file, image_root, kind = cfg.anno_path, cfg.image_dir, "txt"
+    if not os.path.isfile(anno_file):
+        key = "coco_root, instance_set" if kind == "coco" else "anno_path"
+        raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
+    stat = os.stat(anno_file)
+    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_bytes": stat.st_size,
+            "annotation_mtime_ns": stat.st_mtime_ns, "image_root": os.path.abspath(image_root),
+            "is_training": bool(is_training), "classes": list(cfg.coco_classes)}
+
+
+def read_records(source: dict) -> tuple[list[ImageRecord], list[dict]]:
+    """The source's image records and its categories [{label, id, name}] (label = index in the classes)."""
+    classes = source["classes"]
+    if source["dataset"] == "coco":
+        records, labels = read_coco_records(source["annotation_file"], source["image_root"], classes)
+        categories = [{"label": label, "id": cat_id, "name": classes[label]}
+                      for cat_id, label in sorted(labels.items(), key=lambda item: item[1])]
+    else:
+        records = read_txt_records(source["annotation_file"], source["image_root"], classes)
+        categories = [{"label": i, "id": i, "name": name} for i, name in enumerate(classes) if i > 0]
+    return records, categories
+
+
+def write_mindrecord(rows, directory: str, prefix: str, file_num: int, total: int, sidecar: dict,
+                     summary: ConversionSummary) -> str:
+    """Write `rows` (dicts of SCHEMA) as a MindRecord set, then its json; returns the file to open.
+
+    The set is written in a temporary folder and moved into `directory`; the json (the mark of a complete
+    set) is removed first and written last, so an interruption at any point leaves no set taken as complete.
+    """
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, f".{prefix}.partial-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = os.path.join(directory, f".{prefix}.partial-{os.getpid()}")
+    os.makedirs(partial)
+    target = mindrecord_file(directory, prefix, file_num)
+    try:
+        writer = FileWriter(os.path.join(partial, prefix), shard_num=file_num, overwrite=True)
+        writer.add_schema(SCHEMA, SCHEMA_NAME)
+        batch, done, state = [], 0, {}
+        for row in rows:
+            batch.append(row)
+            if len(batch) == WRITE_BATCH_ROWS:
+                writer.write_raw_data(batch)
+                done += len(batch)
+                batch = []
+                _progress(done, total, f"writing {prefix}", state)
+        if batch:
+            writer.write_raw_data(batch)
+            done += len(batch)
+        if done == 0:
+            raise DataError(f"no usable image: {summary.line(target)}")
+        writer.commit()
+        _progress(total, total, f"writing {prefix}", state)
+        if os.path.exists(sidecar_path(target)):
+            os.remove(sidecar_path(target))
+        names = sorted(os.listdir(partial))
+        for name in names:
+            os.replace(os.path.join(partial, name), os.path.join(directory, name))
+        content = dict(sidecar, format=SIDECAR_FORMAT, num_rows=done, summary=asdict(summary),
+                       files={name: os.path.getsize(os.path.join(directory, name)) for name in names})
+        write_json_atomic(content, sidecar_path(target), indent=1)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None = None,
+                      file_num: int | None = None) -> str:
+    """The MindRecord of the configured data set (`cfg.dataset` "coco": `coco_root`; else TXT: `image_dir`,
+    `anno_path`), written on first use into `mindrecord_directory(cfg)`; returns the file to open.
+
+    A complete set from the same source is reused. Only rank 0 (`rank_id`, default cfg.rank_id) writes; other
+    ranks wait for it. Missing or unreadable images stop the conversion with their name, or with
+    `cfg.skip_bad_images` are skipped and counted; a one-line summary is printed.
+    """
+    rank = cfg.rank_id if rank_id is None else rank_id
+    file_num = file_num or (TRAIN_FILE_NUM if is_training else EVAL_FILE_NUM)
+    directory = mindrecord_directory(cfg)
+    target = mindrecord_file(directory, prefix, file_num)
+    source = describe_source(cfg, is_training)
+    if is_mindrecord_complete(target, source):
+        print(f"Reusing MindRecord {target}", flush=True)
+        return target
+    if rank != 0:
+        print(f"rank {rank}: waiting for rank 0 to write {target}", flush=True)
+        while not is_mindrecord_complete(target, source):
+            time.sleep(WAIT_POLL_SECONDS)
+        return target
+    print("Create Mindrecord. It may take some time.", flush=True)
+    records, categories = read_records(source)
+    summary = ConversionSummary()
+    rows = _rows_to_write(records, is_training, bool(cfg.skip_bad_images), int(cfg.num_gts), summary)
+    sidecar = {"open": os.path.basename(target), "source": source, "classes": list(cfg.coco_classes),
+               "categories": categories}
+    write_mindrecord(rows, directory, prefix, file_num, len(records), sidecar, summary)
+    print(summary.line(target), flush=True)
+    print(f"Create Mindrecord Done, at {directory}", flush=True)
+    return target

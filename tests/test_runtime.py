@@ -1,0 +1,55 @@
+"""The entry points' shared runtime: kernels and dtype per device, device set-up, errors as one line."""
+import mindspore as ms
+import pytest
+
+from src.errors import CheckpointError, ConfigError, DataError, DeviceError
+from src.FasterRcnn import Kernels
+from src.model_utils.config import get_config
+from src.runtime import CPU_KERNELS_ENV, device_id, network_dtype, network_kernels, run_main, set_up_device
+
+
+def test_kernels_follow_the_device_the_switch_and_export(monkeypatch):
+    monkeypatch.delenv(CPU_KERNELS_ENV, raising=False)
+    assert network_kernels("CPU") is Kernels.CPU
+    assert network_kernels("CPU", for_export=True) is Kernels.MINDSPORE  # a MINDIR never needs the local library
+    assert network_kernels("GPU") is Kernels.MINDSPORE and network_kernels("Ascend") is Kernels.MINDSPORE
+    monkeypatch.setenv(CPU_KERNELS_ENV, "0")
+    assert network_kernels("CPU") is Kernels.MINDSPORE
+
+
+def test_float16_only_on_ascend():
+    assert network_dtype("Ascend") == ms.float16
+    assert network_dtype("GPU") == ms.float32 == network_dtype("CPU")
+
+
+def test_device_id_from_the_command_line_or_the_launcher(monkeypatch):
+    monkeypatch.setenv("DEVICE_ID", "3")
+    assert device_id(get_config([])) == 3
+    assert device_id(get_config(["--device_id=1"])) == 1
+
+
+def test_a_device_this_installation_lacks_is_one_clear_error():
+    with pytest.raises(DeviceError, match="device_target=Ascend is not available"):
+        set_up_device("Ascend")
+    with pytest.raises(DeviceError, match="expected one of"):
+        set_up_device("TPU")
+
+
+@pytest.mark.parametrize("error", [ConfigError("--img_width=641: a multiple of 32"), DataError("a.json:3: bad box"),
+                                   CheckpointError("x.ckpt: no such file"), DeviceError("no GPU")])
+def test_known_errors_become_one_line_and_status_1(error, capsys):
+    def main():
+        raise error
+
+    assert run_main(main, "prog.py") == 1
+    err = capsys.readouterr().err
+    assert err == f"prog.py: error: {error}\n"
+
+
+def test_other_errors_keep_their_traceback():
+    def main():
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        run_main(main, "prog.py")
+    assert run_main(lambda: None, "prog.py") == 0
