@@ -7,13 +7,18 @@ Errors name the file and the line or the json entry; they are `DataError`, never
 TXT format (the original's): one image per line,
 `relative/path.jpg x1,y1,x2,y2,class,iscrowd x1,y1,x2,y2,class,iscrowd ...`, `class` an index into
 `coco_classes`, paths relative to `image_dir`. Blank lines are ignored. An image's id is its 1-based position
-among the non-blank lines (the ids `txt_to_coco_dict` gives it).
+among the non-blank lines (the ids `txt_to_coco_dict` gives it). Files written by other tools are read too: a UTF-8
+byte-order mark and Windows line ends are accepted; the image path is everything before the first later token that
+contains a comma (every box does), so it may contain spaces; a path that itself contains a comma is written in
+double quotes (`"a,b.jpg" 1,2,30,40,3,0`). An image listed on two lines is refused, naming both lines (merge its
+boxes into one line).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,38 +77,69 @@ def parse_txt_box(text: str, num_classes: int, where: str) -> list[float]:
     return [x1, y1, x2, y2, float(label), float(iscrowd)]
 
 
+def split_txt_line(line: str, where: str) -> tuple[str, list[str]] | None:
+    """One TXT line -> (image path, box tokens); None for a blank line (see the module docstring for the rule)."""
+    text = line.strip()
+    if not text:
+        return None
+    if text.startswith('"'):
+        end = text.find('"', 1)
+        if end < 0:
+            raise DataError(f"{where}: the quoted image path is not closed (expected a second \")")
+        path, rest = text[1:end], text[end + 1:]
+        if rest and not rest[0].isspace():
+            raise DataError(f"{where}: expected a space after the quoted image path {path!r}")
+        if not path:
+            raise DataError(f"{where}: the image path is empty")
+        return path, rest.split()
+    tokens = list(re.finditer(r"\S+", text))
+    first_box = next((i for i, token in enumerate(tokens) if i > 0 and "," in token.group()), len(tokens))
+    if first_box == len(tokens):
+        return text, []
+    return text[:tokens[first_box].start()].rstrip(), [token.group() for token in tokens[first_box:]]
+
+
 def parse_txt_line(line: str, num_classes: int, where: str) -> tuple[str, np.ndarray] | None:
     """One TXT line -> (relative image path, boxes (n, 6) float64); None for a blank line."""
-    fields = line.split()
-    if not fields:
+    split = split_txt_line(line, where)
+    if split is None:
         return None
-    boxes = [parse_txt_box(text, num_classes, where) for text in fields[1:]]
-    return fields[0], np.array(boxes, dtype=np.float64).reshape(-1, len(BOX_FIELDS))
+    name, box_tokens = split
+    boxes = [parse_txt_box(text, num_classes, where) for text in box_tokens]
+    return name, np.array(boxes, dtype=np.float64).reshape(-1, len(BOX_FIELDS))
 
 
-def _txt_lines(anno_path: str) -> list[tuple[int, str]]:
+def read_txt_lines(anno_path: str, num_classes: int) -> list[tuple[str, str, np.ndarray]]:
+    """The images of a TXT label file in line order: (where "file:line", relative path, boxes (n, 6)); DataError
+    naming the file and line for a bad line or an image listed twice."""
     if not os.path.isfile(anno_path):
         raise DataError(f"TXT label file not found: {anno_path!r} (config key anno_path)")
     try:
-        with open(anno_path, encoding="utf-8") as f:
-            return list(enumerate(f.read().splitlines(), start=1))
+        with open(anno_path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
     except UnicodeDecodeError as err:
         raise DataError(f"{anno_path}: not a UTF-8 text file ({err})") from None
+    images, first_line = [], {}
+    for line_no, line in enumerate(lines, start=1):
+        where = f"{anno_path}:{line_no}"
+        parsed = parse_txt_line(line, num_classes, where)
+        if parsed is None:
+            continue
+        name, boxes = parsed
+        if name in first_line:
+            raise DataError(f"{where}: image {name!r} is already listed on line {first_line[name]} (merge its boxes "
+                            "into one line)")
+        first_line[name] = line_no
+        images.append((where, name, boxes))
+    return images
 
 
 def read_txt_records(anno_path: str, image_dir: str, classes: Sequence[str]) -> list[ImageRecord]:
     """All images of a TXT label file, in line order; image paths joined to `image_dir` (not checked here)."""
     if not os.path.isdir(image_dir):
         raise DataError(f"image directory not found: {image_dir!r} (config key image_dir)")
-    records = []
-    for line_no, line in _txt_lines(anno_path):
-        where = f"{anno_path}:{line_no}"
-        parsed = parse_txt_line(line, len(classes), where)
-        if parsed is None:
-            continue
-        name, boxes = parsed
-        records.append(ImageRecord(os.path.join(image_dir, name), len(records) + 1, boxes, where))
-    return records
+    return [ImageRecord(os.path.join(image_dir, name), image_id, boxes, where)
+            for image_id, (where, name, boxes) in enumerate(read_txt_lines(anno_path, len(classes)), start=1)]
 
 
 def txt_to_coco_dict(anno_path: str, classes: Sequence[str]) -> dict:
@@ -114,12 +150,7 @@ def txt_to_coco_dict(anno_path: str, classes: Sequence[str]) -> dict:
     """
     data = {"images": [], "annotations": [],
             "categories": [{"id": i, "name": name} for i, name in enumerate(classes)]}
-    for line_no, line in _txt_lines(anno_path):
-        parsed = parse_txt_line(line, len(classes), f"{anno_path}:{line_no}")
-        if parsed is None:
-            continue
-        name, boxes = parsed
-        image_id = len(data["images"]) + 1
+    for image_id, (_, name, boxes) in enumerate(read_txt_lines(anno_path, len(classes)), start=1):
         data["images"].append({"file_name": name, "id": image_id})
         for x1, y1, x2, y2, label, iscrowd in boxes.tolist():
             w, h = x2 - x1, y2 - y1

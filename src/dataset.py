@@ -20,7 +20,7 @@ from mindspore.dataset import vision
 from src.data_transforms import EvalPreprocess, PreprocessSettings, TrainPreprocess
 from src.errors import DataError
 from src.mindrecord import is_mindrecord_complete
-from src.model_utils.config import cap_workers
+from src.model_utils.config import cap_workers, warn
 
 PREFETCH_ROWS = 8           # the original's dataset prefetch size
 TRAIN_COLUMNS = ["image", "image_shape", "box", "label", "valid_num"]
@@ -37,6 +37,22 @@ def _pad_rows(mindrecord: str, columns: list[str], shards: dict, rows: int, batc
     return extra.map(lambda image_id: np.full_like(image_id, -1), input_columns=["image_id"])
 
 
+def warn_boxes_over_num_gts(mindrecord_file: str, num_gts: int) -> int:
+    """Warn (one line) when training images hold more boxes than num_gts, which the pipeline cuts to num_gts
+    (non-crowd first, `pad_gt`); returns the number of boxes left out. Reads the annotations only, not the images."""
+    rows = de.MindDataset(mindrecord_file, columns_list=["annotation", "image_id"], shuffle=False)
+    counts = [(int(row["image_id"]), len(row["annotation"]))
+              for row in rows.create_dict_iterator(output_numpy=True, num_epochs=1)]
+    over = sorted(((count, image_id) for image_id, count in counts if count > num_gts), reverse=True)
+    dropped = sum(count - num_gts for count, _ in over)
+    if over:
+        most, most_id = over[0]
+        warn(f"{len(over)} of {len(counts)} training images in {mindrecord_file} have more than num_gts={num_gts} "
+             f"boxes; each keeps {num_gts} (non-crowd first), so {dropped} boxes are not trained on (the most: image "
+             f"id {most_id} with {most}); raise num_gts to keep them")
+    return dropped
+
+
 def create_fasterrcnn_dataset(cfg, mindrecord_file: str, batch_size: int, device_num: int = 1, rank_id: int = 0,
                               is_training: bool = True, num_parallel_workers: int | None = None):
     """The training or evaluation pipeline over a MindRecord (columns: see the module docstring).
@@ -50,6 +66,8 @@ def create_fasterrcnn_dataset(cfg, mindrecord_file: str, batch_size: int, device
         raise ValueError(f"rank_id={rank_id} must lie in [0, device_num={device_num})")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if is_training and rank_id == 0:
+        warn_boxes_over_num_gts(mindrecord_file, int(cfg.num_gts))
     cv2.setNumThreads(0)
     de.config.set_prefetch_size(PREFETCH_ROWS)
     workers = cap_workers(num_parallel_workers or cfg.num_parallel_workers)

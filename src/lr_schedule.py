@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from src.errors import ConfigError, DataError
 from src.model_utils.config import Config
 
 
@@ -37,18 +38,19 @@ def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
     steps_per_epoch * (epoch_size + 1) floats (the original's length; the last epoch is never used).
     """
     if steps_per_epoch <= 0:
-        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch} (is the data set empty?)")
+        raise DataError(f"steps_per_epoch must be positive, got {steps_per_epoch} (is the data set empty?)")
     if config.epoch_size <= 0:
-        raise ValueError(f"epoch_size must be positive, got {config.epoch_size}")
+        raise ConfigError(f"epoch_size must be positive, got {config.epoch_size}")
     warmup_steps = int(config.warmup_step)
     if warmup_steps < 0:
-        raise ValueError(f"warmup_step must be >= 0, got {config.warmup_step}")
+        raise ConfigError(f"warmup_step must be >= 0, got {config.warmup_step}")
     base_lr = float(config.base_lr)
     total_steps = steps_per_epoch * (config.epoch_size + 1)
     run_steps = steps_per_epoch * config.epoch_size
     to_zero = bool(config.lr_cosine_to_zero)
     if to_zero and warmup_steps >= run_steps:
-        raise ValueError(f"lr_cosine_to_zero needs warmup_step ({warmup_steps}) < the run's {run_steps} steps")
+        raise ConfigError(f"lr_cosine_to_zero needs warmup_step ({warmup_steps}) < the run's {run_steps} steps "
+                          f"({config.epoch_size} epochs of {steps_per_epoch})")
     # The original: cos(pi * (i - warmup) / total); to zero: cos(pi * (i - warmup) / (run - warmup)), pi at i = run.
     cosine_steps = run_steps - warmup_steps if to_zero else total_steps
     return [

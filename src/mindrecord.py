@@ -13,6 +13,7 @@ rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. C
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -189,7 +190,8 @@ def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_image
 
 
 def describe_source(cfg, is_training: bool) -> dict:
-    """The configured source (files, split, classes): a complete set is reused only for the same one."""
+    """The configured source (files, split, classes, the annotation file's SHA-256); `images_fingerprint` adds the
+    images. A complete set is reused only for the same source."""
     if cfg.dataset == "coco":
         if not os.path.isdir(cfg.coco_root):
             raise DataError(f"coco_root is not a directory: {cfg.coco_root!r} (config key coco_root)")
@@ -202,10 +204,45 @@ def describe_source(cfg, is_training: bool) -> dict:
     if not os.path.isfile(anno_file):
         key = "coco_root, instance_set" if kind == "coco" else "anno_path"
         raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
-    stat = os.stat(anno_file)
-    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_bytes": stat.st_size,
-            "annotation_mtime_ns": stat.st_mtime_ns, "image_root": os.path.abspath(image_root),
-            "is_training": bool(is_training), "classes": list(cfg.coco_classes)}
+    digest = hashlib.sha256()
+    with open(anno_file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_sha256": digest.hexdigest(),
+            "image_root": os.path.abspath(image_root), "is_training": bool(is_training),
+            "classes": list(cfg.coco_classes)}
+
+
+def images_fingerprint(records: list[ImageRecord]) -> str:
+    """A digest of every image file's path, size and modification time (an image replaced in place changes it)."""
+    digest = hashlib.sha256()
+    for record in records:
+        try:
+            stat = os.stat(record.path)
+            digest.update(f"{record.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{record.path}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+# Why a set is rebuilt, by the source entry that differs.
+_CHANGES = {
+    "annotation_sha256": "the annotation file's content changed",
+    "images": "an image file changed (size or modification time)",
+    "classes": "the classes (coco_classes) changed",
+    "dataset": "the data set kind changed",
+    "annotation_file": "another annotation file",
+    "image_root": "another image folder",
+    "is_training": "training and evaluation sets differ",
+}
+
+
+def rebuild_reasons(previous: dict | None, source: dict) -> list[str]:
+    """Why the set described by `previous` (its json's source) is not the one `source` asks for."""
+    if previous is None:
+        return ["no complete set"]
+    reasons = [why for key, why in _CHANGES.items() if previous.get(key) != source.get(key)]
+    return reasons or ["it was written by another version of this code"]
 
 
 def read_records(source: dict) -> tuple[list[ImageRecord], list[dict]]:
@@ -270,7 +307,8 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
     """The MindRecord of the configured data set (`cfg.dataset` "coco": `coco_root`; else TXT: `image_dir`,
     `anno_path`), written on first use into `mindrecord_directory(cfg)`; returns the file to open.
 
-    A complete set from the same source is reused. Only rank 0 (`rank_id`, default cfg.rank_id) writes; other
+    A complete set from the same source (annotation content, every image's size and modification time, classes)
+    is reused; otherwise it is rebuilt, saying why. Only rank 0 (`rank_id`, default cfg.rank_id) writes; other
     ranks wait for it. Missing or unreadable images stop the conversion with their name, or with
     `cfg.skip_bad_images` are skipped and counted; a one-line summary is printed.
     """
@@ -279,6 +317,8 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
     directory = mindrecord_directory(cfg)
     target = mindrecord_file(directory, prefix, file_num)
     source = describe_source(cfg, is_training)
+    records, categories = read_records(source)
+    source["images"] = images_fingerprint(records)
     if is_mindrecord_complete(target, source):
         print(f"Reusing MindRecord {target}", flush=True)
         return target
@@ -287,8 +327,11 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
         while not is_mindrecord_complete(target, source):
             time.sleep(WAIT_POLL_SECONDS)
         return target
+    previous = read_sidecar(target)
+    if previous is not None:
+        reasons = rebuild_reasons(previous.get("source"), source)
+        print(f"Rebuilding MindRecord {target}: {'; '.join(reasons)}", flush=True)
     print("Create Mindrecord. It may take some time.", flush=True)
-    records, categories = read_records(source)
     summary = ConversionSummary()
     rows = _rows_to_write(records, is_training, bool(cfg.skip_bad_images), int(cfg.num_gts), summary)
     sidecar = {"open": os.path.basename(target), "source": source, "classes": list(cfg.coco_classes),

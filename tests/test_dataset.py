@@ -1,6 +1,7 @@
 """COCO / TXT -> MindRecord -> pipeline batches, against the original's golden output and hand-computed cases."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -345,6 +346,45 @@ def test_reused_when_complete_rebuilt_when_the_source_changes(synthetic, tmp_pat
     create_mindrecord(other, EVAL, False)
     assert read_sidecar(path)["source"]["dataset"] == "txt"
     assert "Reusing" not in capsys.readouterr().out
+
+
+def test_boxes_beyond_num_gts_are_counted_and_named(synthetic, tmp_path, capsys):
+    cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
+    path = create_mindrecord(cfg, TRAIN, True)
+    with open(synthetic / "annotations" / "instances_train2017.json", encoding="utf-8") as f:
+        boxes_per_image = {}
+        for ann in json.load(f)["annotations"]:
+            boxes_per_image[ann["image_id"]] = boxes_per_image.get(ann["image_id"], 0) + 1
+    num_gts = max(boxes_per_image.values()) - 1
+    expected = sum(n - num_gts for n in boxes_per_image.values() if n > num_gts)
+    most_id = max(boxes_per_image, key=boxes_per_image.get)
+    capsys.readouterr()
+    create_fasterrcnn_dataset(small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path), num_gts=num_gts),
+                              path, 2)
+    err = capsys.readouterr().err
+    assert f"have more than num_gts={num_gts} boxes" in err and f"{expected} boxes are not trained on" in err
+    assert f"image id {most_id} with {boxes_per_image[most_id]}" in err
+    assert dataset.warn_boxes_over_num_gts(path, num_gts + 1) == 0
+
+
+def test_an_image_replaced_in_place_triggers_a_rebuild(synthetic, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic, data)
+    cfg = small_cfg(coco_root=str(data), mindrecord_dir=str(tmp_path / "mr"))
+    path = create_mindrecord(cfg, EVAL, False)
+    first = read_sidecar(path)["source"]["images"]
+    image = data / "val2017" / sorted(os.listdir(data / "val2017"))[0]
+    picture = cv2.imread(str(image))
+    cv2.imwrite(str(image), 255 - picture)  # the same name, other pixels
+    capsys.readouterr()
+    assert create_mindrecord(cfg, EVAL, False) == path
+    out = capsys.readouterr().out
+    assert f"Rebuilding MindRecord {path}: an image file changed" in out and "Reusing" not in out
+    assert read_sidecar(path)["source"]["images"] != first
+    (data / "annotations" / "instances_val2017.json").write_text(
+        (data / "annotations" / "instances_val2017.json").read_text() + "\n")
+    create_mindrecord(cfg, EVAL, False)
+    assert "the annotation file's content changed" in capsys.readouterr().out
 
 
 class Interrupted(BaseException):

@@ -61,6 +61,33 @@ def test_records_from_file(tmp_path):
     np.testing.assert_array_equal(records[2].boxes[:, 4:], [[80, 1], [1, 0]])
 
 
+def test_paths_with_spaces_and_quoted_paths():
+    name, boxes = parse_txt_line("my photos/beach day.jpg 1,2,30,40,3,0", NUM_CLASSES, WHERE)
+    assert name == "my photos/beach day.jpg" and boxes.shape == (1, 6)
+    name, boxes = parse_txt_line('"photos/a,b.jpg" 1,2,30,40,3,0 5,5,9,9,1,0', NUM_CLASSES, WHERE)
+    assert name == "photos/a,b.jpg" and boxes.shape == (2, 6)
+    assert parse_txt_line("space only.jpg", NUM_CLASSES, WHERE)[0] == "space only.jpg"
+    with pytest.raises(DataError, match=rf"^{WHERE}: the quoted image path is not closed"):
+        parse_txt_line('"a.jpg 1,2,30,40,3,0', NUM_CLASSES, WHERE)
+    with pytest.raises(DataError, match=rf"^{WHERE}: box 'junk' has 1 comma-separated fields"):
+        parse_txt_line("a.jpg 1,2,30,40,3,0 junk", NUM_CLASSES, WHERE)
+
+
+def test_files_from_other_tools_bom_crlf_and_duplicates(tmp_path):
+    classes = ["background", "a", "b", "c"]
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\ufeffa b.jpg 1,2,30,40,3,0\r\n\r\nc.jpg\r\n".encode("utf-8"))
+    records = read_txt_records(str(labels), str(tmp_path), classes)
+    assert [r.path for r in records] == [str(tmp_path / "a b.jpg"), str(tmp_path / "c.jpg")]
+    assert [r.where for r in records] == [f"{labels}:1", f"{labels}:3"]
+    labels.write_text("a.jpg 1,2,30,40,3,0\nb.jpg\na.jpg 5,5,9,9,1,0\n")
+    message = rf"^{labels}:3: image 'a.jpg' is already listed on line 1"
+    with pytest.raises(DataError, match=message):
+        read_txt_records(str(labels), str(tmp_path), classes)
+    with pytest.raises(DataError, match=message):
+        txt_to_coco_dict(str(labels), classes)
+
+
 def test_error_reports_the_real_line_number(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("a.jpg 1,2,30,40,3,0\n\n\nb.jpg 1,2,30,40\n")
@@ -97,8 +124,10 @@ def test_coco_dict_from_txt_loads_in_pycocotools(tmp_path):
 _FIELD = st.one_of(st.text(max_size=8), st.integers(-5, 200).map(str),
                    st.floats(allow_nan=True, allow_infinity=True).map(repr))
 _BOX = st.lists(_FIELD, min_size=0, max_size=8).map(",".join)
+_PATH = st.one_of(st.text(max_size=12), st.text(max_size=12).map(lambda t: f'"{t}"'))
 _LINE = st.one_of(st.text(max_size=60),
-                  st.lists(st.one_of(_BOX, st.text(max_size=10)), max_size=5).map(" ".join))
+                  st.lists(st.one_of(_BOX, st.text(max_size=10)), max_size=5).map(" ".join),
+                  st.tuples(_PATH, st.lists(_BOX, max_size=3)).map(lambda parts: " ".join([parts[0], *parts[1]])))
 
 
 @settings(max_examples=400, deadline=None)
@@ -113,7 +142,14 @@ def test_fuzz_parser_raises_only_data_error(line):
         assert not line.split()
         return
     name, boxes = parsed
-    assert name == line.split()[0] and boxes.shape == (len(line.split()) - 1, 6)
+    text = line.strip()
+    if text.startswith('"'):  # a quoted path, then the boxes
+        end = text.index('"', 1)
+        assert name == text[1:end] and boxes.shape == (len(text[end + 1:].split()), 6)
+    else:  # the path is every token before the first later one with a comma
+        tokens = line.split()
+        first_box = next((i for i, token in enumerate(tokens) if i > 0 and "," in token), len(tokens))
+        assert name.split() == tokens[:first_box] and boxes.shape == (len(tokens) - first_box, 6)
     for x1, y1, x2, y2, label, crowd in boxes:
         assert all(math.isfinite(v) for v in (x1, y1, x2, y2))
         assert x2 > x1 and y2 > y1 and 1 <= label < NUM_CLASSES and crowd in (0, 1)
