@@ -10,12 +10,17 @@ momentum / weight decay / static loss scale, gradients averaged over the devices
 `save_checkpoint_epochs` epochs (rank 0 only when `save_on_master`), `./loss_<rank>.log` one line per step.
 
 Added by this port:
-- `--pre_trained none` (or empty) trains from scratch, with a warning; a backbone checkpoint is loaded by
-  `src.backbone_loader.load_backbone_pretrained`, which reports what was loaded, missing and unexpected.
+- `--pre_trained none` (or empty) trains from scratch, with a warning; a model-zoo ResNet-50 checkpoint is loaded
+  into the backbone (`src.backbone_loader`); a whole Faster R-CNN checkpoint (the original's or this script's) loads
+  every network parameter whose name and shape match (with another num_classes all but the R-CNN's cls_scores /
+  reg_scores), never its optimizer state. What was loaded, skipped, missing and unexpected is reported.
 - `--resume PATH` loads a checkpoint written by this script (network + optimizer state + global step) and
   continues from its step; the learning-rate schedule is rebuilt from the config.
 - A NaN/Inf loss stops training with a message naming the step (exit status 1); the last checkpoint written
   before it is kept. Checkpoints are written atomically (never truncated under their name).
+- `--run_eval=True --eval_interval=N` evaluates the current weights on the validation set every N epochs (rank 0,
+  eval.py's evaluation), logs AP/AP50 to `./eval_<rank>.log` and keeps the best as `best.ckpt` beside the
+  checkpoints (src/eval_callback.py). Off by default, as the original.
 - `grad_clip_norm` > 0 clips the gradients' global norm (for training from scratch; 0, the default, is the original).
 - Dataset sink: on Ascend/GPU the original's sink mode (one sink per epoch, so the callbacks and the loss log
   report once per epoch); on the CPU MindSpore does not sink, so every step is reported (and checked for NaN).
@@ -34,13 +39,22 @@ from mindspore.nn import SGD
 from mindspore.train import Model
 from mindspore.train.callback import TimeMonitor
 
-from src.backbone_loader import load_backbone_pretrained
+from src.backbone_loader import load_backbone_params
 from src.dataset import create_fasterrcnn_dataset
 from src.errors import CheckpointError, ConfigError, DataError, TrainingError
+from src.eval_callback import evaluation_callback
 from src.FasterRcnn import build_model
 from src.lr_schedule import dynamic_lr
 from src.mindrecord import create_mindrecord
-from src.network_checkpoint import CHECKPOINT_PREFIX, AtomicCheckpoint, restore_training_state
+from src.network_checkpoint import (
+    CHECKPOINT_PREFIX,
+    SHOWN_NAMES,
+    AtomicCheckpoint,
+    is_detector_checkpoint,
+    load_matching_parameters,
+    read_checkpoint,
+    restore_training_state,
+)
 from src.network_define import LossCallBack, LossNet, TrainOneStepCell, WithLossCell
 from src.runtime import device_id, network_dtype, network_kernels, run_job, set_up_device
 
@@ -103,20 +117,36 @@ def build_dataset(cfg, rank: int, device_num: int):
     return dataset, steps_per_epoch
 
 
+def _grouped(names: list[str]) -> str:
+    """`names` comma-separated; more than SHOWN_NAMES sharing a first part (`accum.*`, `moments.*`: optimizer state)
+    as `<part>.* (<count>)`."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split(".")[0], []).append(name)
+    return ", ".join(f"{part}.* ({len(group)})" if len(group) > SHOWN_NAMES else ", ".join(group)
+                     for part, group in groups.items())
+
+
 def load_pretrained(net, path: str) -> None:
+    """--pre_trained: a whole Faster R-CNN checkpoint (the original's or train.py's: every network parameter whose
+    name and shape match, never the optimizer state) or a model-zoo ResNet-50 (`src.backbone_loader`); prints one
+    line for what was loaded and one each for what was skipped (another shape), missing and unexpected."""
     if not path:
         print("WARNING: no pre-trained backbone (--pre_trained is empty or 'none'): training from scratch",
               file=sys.stderr, flush=True)
         return
-    try:
-        report = load_backbone_pretrained(net, path)
-    except CheckpointError as err:
-        raise CheckpointError(f"--pre_trained {path!r}: {err}") from None
-    print(f"Pre-trained backbone {path}: {len(report['loaded'])} parameters loaded", flush=True)
+    params = read_checkpoint(path, "--pre_trained")
+    if is_detector_checkpoint(net, params):
+        kind, report = "Faster R-CNN checkpoint", load_matching_parameters(net, params, path)
+    else:
+        kind, report = "backbone", load_backbone_params(net, params, path)
+    print(f"Pre-trained {kind} {path}: {len(report['loaded'])} parameters loaded", flush=True)
+    if report.get("skipped"):
+        print(f"  skipped, another shape (left at their initial values): {', '.join(report['skipped'])}", flush=True)
     if report["missing"]:
         print(f"  missing (left at their initial values): {', '.join(report['missing'])}", flush=True)
     if report["unexpected"]:
-        print(f"  unexpected (ignored): {', '.join(report['unexpected'])}", flush=True)
+        print(f"  unexpected (ignored): {_grouped(report['unexpected'])}", flush=True)
 
 
 def saves_checkpoints(cfg, rank: int) -> bool:
@@ -171,6 +201,9 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
                                          keep_checkpoint_max=cfg.keep_checkpoint_max, prefix=CHECKPOINT_PREFIX,
                                          initial_step=initial_step)
         callbacks.append(checkpoint_cb)
+    if cfg.run_eval and rank == 0:  # after the checkpoint callback: an epoch's checkpoint exists when it is evaluated
+        callbacks.append(evaluation_callback(cfg, rank, os.path.join(checkpoint_root(cfg), f"ckpt_{rank}"),
+                                             initial_step, resuming=bool(resume)))
 
     bn_mode = "batch" if bn_training else "moving"
     print(f"Start training: epochs {initial_epoch + 1}..{last_epoch} of {cfg.epoch_size}, {steps_per_epoch} steps "

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Shared by the run_*_train_*.sh launchers (sourced, not run): argument splitting and checks.
+# Shared by the run_*_train_*.sh launchers (sourced, not run): argument splitting and checks, the msrun launch.
 # The caller sets USAGE before sourcing and calls the functions below.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -67,4 +67,32 @@ run_logged() {
     fi
     "$@" > "$log" 2>&1 &
     echo "started in the background (pid $!): tail -f $PWD/$log"
+}
+
+# run_msrun_training TARGET CONFIG: data-parallel train.py through msrun (MindSpore's launcher), DEVICE_NUM (ARGS[0])
+# workers on this node, one rank each. Across machines (environment): NODE_NUM nodes (default 1), each starting
+# this script with the same DEVICE_NUM and its NODE_RANK (0..NODE_NUM-1, default 0); MASTER_ADDR:MASTER_PORT is
+# node 0's address (default 127.0.0.1:8118), where msrun's scheduler listens. Ranks: NODE_RANK * DEVICE_NUM + i.
+run_msrun_training() {
+    local target=$1 config=$2
+    local device_num=${ARGS[0]} node_num=${NODE_NUM:-1} node_rank=${NODE_RANK:-0}
+    check_positive_int DEVICE_NUM "$device_num"
+    check_positive_int NODE_NUM "$node_num"
+    [[ "$node_rank" =~ ^[0-9]+$ ]] && [ "$node_rank" -lt "$node_num" ] \
+        || die "NODE_RANK=$node_rank is not one of 0..$((node_num - 1)) (NODE_NUM=$node_num)"
+    local msrun
+    msrun=$(dirname "$PYTHON")/msrun
+    [ -x "$msrun" ] || msrun=msrun
+    command -v "$msrun" > /dev/null || die "msrun (MindSpore's launcher) not found next to $PYTHON nor on PATH"
+
+    export RANK_SIZE=$((device_num * node_num))
+    # msrun starts `python` from PATH: make it the one that has MindSpore.
+    export PATH=$(dirname "$PYTHON"):$PATH
+    mkdir -p train_parallel && cd train_parallel || exit 1
+    env > env.log
+    echo "start training on $device_num $target workers of node $node_rank of $node_num ($RANK_SIZE in all) in $PWD"
+    run_logged log "$msrun" --worker_num="$RANK_SIZE" --local_worker_num="$device_num" --node_rank="$node_rank" \
+        --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-8118}" --log_dir=msrun_log \
+        --join=True "$ROOT/train.py" --config_path="$ROOT/$config" --device_target="$target" --run_distribute=True \
+        --coco_root="$COCO_ROOT" --mindrecord_dir="$MINDRECORD_DIR" --pre_trained="$PRETRAINED" "${OPTIONS[@]}"
 }

@@ -11,19 +11,20 @@ reported as unexpected; backbone parameters the checkpoint lacks (the DCN offset
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import numpy as np
 from mindspore import Tensor, nn
 
 from src.errors import CheckpointError
-from src.network_checkpoint import read_checkpoint
+from src.network_checkpoint import BACKBONE_PREFIX, read_checkpoint
 
 _DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."))
 _CONV2 = re.compile(r"^(.*layer\d+\.\d+\.)conv2\.weight$")
 
 
-def _target_name(key: str, prefix: str, targets: dict) -> str | None:
-    """Network parameter name for checkpoint `key`, or None when the network has no such parameter."""
+def target_name(key: str, prefix: str, targets: Collection[str]) -> str | None:
+    """The name in `targets` (network parameter names) that model-zoo checkpoint `key` loads into, or None."""
     name = key if key.startswith(prefix) else prefix + key
     for old, new in _DOWN_SAMPLE:
         name = name.replace(old, new)
@@ -34,22 +35,27 @@ def _target_name(key: str, prefix: str, targets: dict) -> str | None:
     return name if name in targets else None
 
 
-def load_backbone_pretrained(net: nn.Cell, ckpt_path: str, prefix: str = "backbone.") -> dict[str, list[str]]:
-    """Copy the backbone weights of a model-zoo ResNet-50 checkpoint into `net` (in place).
+def load_backbone_pretrained(net: nn.Cell, ckpt_path: str, prefix: str = BACKBONE_PREFIX) -> dict[str, list[str]]:
+    """Copy the backbone weights of the model-zoo ResNet-50 checkpoint file `ckpt_path` into `net` (in place).
 
     net: the network (its backbone parameters named `prefix` + ResNet name; prefix "" for a bare ResNetFea).
     Returns {"loaded": network names set, "missing": backbone parameters not in the checkpoint,
     "unexpected": checkpoint keys with no target}. CheckpointError naming the file (missing, unreadable) or the key
     (another shape).
     """
-    ckpt = read_checkpoint(ckpt_path)
+    return load_backbone_params(net, read_checkpoint(ckpt_path), ckpt_path, prefix)
+
+
+def load_backbone_params(net: nn.Cell, ckpt: dict, ckpt_path: str,
+                         prefix: str = BACKBONE_PREFIX) -> dict[str, list[str]]:
+    """As load_backbone_pretrained, from the entries `ckpt` already read from `ckpt_path`."""
     targets = {p.name: p for p in net.get_parameters() if p.name.startswith(prefix)}
     if not targets:
         raise ValueError(f"the network has no parameters under prefix {prefix!r} to load {ckpt_path} into")
 
     values, unexpected = {}, []
     for key, param in ckpt.items():
-        name = _target_name(key, prefix, targets)
+        name = target_name(key, prefix, targets)
         if name is None:
             unexpected.append(key)
             continue
@@ -62,6 +68,4 @@ def load_backbone_pretrained(net: nn.Cell, ckpt_path: str, prefix: str = "backbo
         targets[name].set_data(Tensor(value, targets[name].dtype))
     loaded = sorted(values)
     missing = sorted(set(targets) - set(values))
-    print(f"pretrained backbone {ckpt_path}: {len(loaded)} loaded, {len(missing)} missing (not in checkpoint), "
-          f"{len(unexpected)} unexpected (no target)", flush=True)
     return {"loaded": loaded, "missing": missing, "unexpected": sorted(unexpected)}

@@ -5,7 +5,8 @@ A checkpoint saved by the original (or by this port's train.py) holds the networ
 original names, and possibly optimizer state (`moments.*`/`accum.*`, `learning_rate`, `global_step`, ...).
 For inference every network parameter must be present with its shape (anything else is reported by name before any
 work) and the optimizer state is ignored; values are cast to the network's dtype (an Ascend float16 checkpoint loads
-on CPU/GPU).
+on CPU/GPU). As `--pre_trained` (fine-tuning), every network parameter whose name and shape match is loaded, the
+optimizer state never; only `--resume` restores it.
 """
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ from src.network_define import outputs_are_finite, split_outputs
 
 SHOWN_NAMES = 8  # how many mismatched names an error message lists
 CHECKPOINT_PREFIX = "faster_rcnn"
+BACKBONE_PREFIX = "backbone."  # the ResNet-50's parameters in the network
 # Checkpoint entries that describe the run rather than the model; the schedule is rebuilt from the config.
 RUN_STATE_KEYS = ("epoch_num", "step_num", "learning_rate")
 
 
-def _listing(names: list[str]) -> str:
+def name_listing(names: list[str]) -> str:
+    """The first SHOWN_NAMES of `names`, comma-separated, and how many more."""
     shown = ", ".join(names[:SHOWN_NAMES])
     return shown + (f", ... ({len(names) - SHOWN_NAMES} more)" if len(names) > SHOWN_NAMES else "")
 
@@ -57,11 +60,11 @@ def match_checkpoint(net: nn.Cell, params: dict, path: str, key_prefix: str = ""
     renamed = {key_prefix + name: value for name, value in params.items()}
     missing = [name for name in expected if name not in renamed]
     if len(missing) == len(expected):
-        sample = _listing(sorted(params)) or "(none)"
+        sample = name_listing(sorted(params)) or "(none)"
         raise CheckpointError(
             f"{path} is not a Faster R-CNN-DCN checkpoint: none of the network's {len(expected)} parameters is in "
             f"it (it holds {len(params)} entries: {sample}; expected names such as "
-            f"{_listing([n[len(key_prefix):] for n in list(expected)[:3]])})")
+            f"{name_listing([n[len(key_prefix):] for n in list(expected)[:3]])})")
     mis_shaped = [f"{name} {tuple(renamed[name].shape)} (network {tuple(param.shape)})"
                   for name, param in expected.items()
                   if name in renamed and tuple(renamed[name].shape) != tuple(param.shape)]
@@ -69,9 +72,9 @@ def match_checkpoint(net: nn.Cell, params: dict, path: str, key_prefix: str = ""
         parts = []
         if missing:
             parts.append(f"{len(missing)} network parameters are missing: "
-                         f"{_listing([n[len(key_prefix):] for n in missing])}")
+                         f"{name_listing([n[len(key_prefix):] for n in missing])}")
         if mis_shaped:
-            parts.append(f"{len(mis_shaped)} have another shape: {_listing(mis_shaped)}")
+            parts.append(f"{len(mis_shaped)} have another shape: {name_listing(mis_shaped)}")
         raise CheckpointError(f"{path} does not fit this Faster R-CNN-DCN network (check num_classes and the "
                               f"backbone in the config): " + "; ".join(parts))
     matched = {}
@@ -90,8 +93,44 @@ def load_for_inference(net: nn.Cell, path: str, key_prefix: str = "") -> int:
     if isinstance(not_loaded, tuple):  # MindSpore 2.x returns (params not loaded, checkpoint entries not used)
         not_loaded = not_loaded[0]
     if not_loaded:
-        raise CheckpointError(f"{path}: MindSpore did not load {_listing(list(not_loaded))}")
+        raise CheckpointError(f"{path}: MindSpore did not load {name_listing(list(not_loaded))}")
     return len(params) - len(matched)
+
+
+def is_detector_checkpoint(net: nn.Cell, params: dict) -> bool:
+    """Whether `params` is a whole Faster R-CNN checkpoint (it names a parameter of `net` outside the backbone, as
+    the original's and train.py's checkpoints do) rather than a ResNet-50 backbone checkpoint."""
+    head_names = {p.name for p in net.get_parameters() if not p.name.startswith(BACKBONE_PREFIX)}
+    return not head_names.isdisjoint(params)
+
+
+def load_matching_parameters(net: nn.Cell, params: dict, path: str) -> dict[str, list[str]]:
+    """Copy every entry of `params` (read from `path`) whose name and shape are those of a parameter of `net` into
+    it (in place, cast to the parameter's dtype). Nothing else is loaded: the optimizer and run state of a train.py
+    checkpoint (`accum.*`, `stat.*`, `global_step`, ...) are no network parameters.
+
+    Returns {"loaded": network names, "skipped": "<name> checkpoint <shape>, network <shape>" for each name whose
+    shape differs (the R-CNN's class-dependent cls_scores/reg_scores when num_classes differs), "missing": network
+    parameters the checkpoint lacks, "unexpected": checkpoint entries that are no network parameter}.
+    CheckpointError naming `path` when no parameter matches.
+    """
+    targets = {p.name: p for p in net.get_parameters()}
+    loaded, skipped = [], []
+    for name, param in targets.items():
+        if name not in params:
+            continue
+        value = params[name]
+        data = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        if tuple(data.shape) != tuple(param.shape):
+            skipped.append(f"{name} checkpoint {tuple(data.shape)}, network {tuple(param.shape)}")
+            continue
+        param.set_data(Tensor(data, param.dtype))
+        loaded.append(name)
+    if not loaded:
+        raise CheckpointError(f"{path}: no parameter of this network has its name and shape in the checkpoint "
+                              f"({name_listing(skipped)})")
+    return {"loaded": loaded, "skipped": skipped, "missing": [name for name in targets if name not in params],
+            "unexpected": [key for key in params if key not in targets]}
 
 
 def restore_training_state(train_cell: nn.Cell, optimizer: nn.Optimizer, path: str, steps_per_epoch: int) -> int:
@@ -105,7 +144,8 @@ def restore_training_state(train_cell: nn.Cell, optimizer: nn.Optimizer, path: s
     missing_network = sorted(network_names - set(params))
     if missing_network:
         raise CheckpointError(f"--resume {path!r} is not a full Faster R-CNN checkpoint of this configuration: "
-                              f"{len(missing_network)} network parameters missing (e.g. {_listing(missing_network)}); "
+                              f"{len(missing_network)} network parameters missing "
+                              f"(e.g. {name_listing(missing_network)}); "
                               "use --pre_trained for a backbone checkpoint")
     try:
         not_loaded, _ = ms.load_param_into_net(train_cell, params)

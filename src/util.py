@@ -11,11 +11,12 @@ The original meant to restrict COCOeval to the images with detections (`imgIds =
 pycocotools' `loadRes` copies every image of the annotation file into the results object for bbox results, so every
 annotated image is evaluated, detections or not; this module does the same call and gets the same figures. The
 original also ran one COCOeval per image before and threw the numbers away (minutes on COCO val, pages of output);
-that loop is left out.
+that loop is left out. Added by this port: AP and AP50 per class (`per_class_ap`, eval.py's per_class.csv).
 """
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -46,6 +47,8 @@ SUMMARY_NAMES = (
 )
 # The original's name prefix for the results json (only `<prefix>.bbox.json` is written).
 RESULTS_PREFIX = "results.pkl"
+# The columns of per_class.csv.
+PER_CLASS_FIELDS = ("class", "category_id", "ground_truth", "AP", "AP50")
 
 
 def load_ground_truth(anno_path: str, dataset: str, classes: Sequence[str]) -> COCO:
@@ -158,18 +161,16 @@ def results2json(coco: COCO, results: Sequence[list[np.ndarray]], out_prefix: st
     return {"bbox": path, "proposal": path}
 
 
-def coco_eval(result_file: str, coco: COCO, verbose: bool = True) -> dict:
-    """COCO bbox evaluation of a results json; returns {summary line name: value} for the 12 standard figures.
-
-    Every image of `coco` counts (see the module docstring). An empty results file gives all zeros, as the
-    original. `verbose` prints pycocotools' output, the 12-line summary included.
-    """
+def run_cocoeval(result_file: str, coco: COCO, verbose: bool = True) -> COCOeval | None:
+    """COCOeval (bbox) of a results json, evaluated and accumulated (its `eval["precision"]` filled) and
+    summarised; None when the file holds no detection. Every image of `coco` counts (see the module docstring).
+    `verbose` prints pycocotools' output, the 12-line summary included."""
     with open(result_file, encoding="utf-8") as f:
         records = json.load(f)
     if not records:
         if verbose:
             print(f"no detections in {result_file}: every figure is 0")
-        return dict.fromkeys(SUMMARY_NAMES, 0.0)
+        return None
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         detections = coco.loadRes(records)
@@ -179,7 +180,69 @@ def coco_eval(result_file: str, coco: COCO, verbose: bool = True) -> dict:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
+
+
+def summary_figures(evaluator: COCOeval | None) -> dict:
+    """{summary line name: value} of the 12 standard figures; all zeros without an evaluator (no detection, as
+    the original)."""
+    if evaluator is None:
+        return dict.fromkeys(SUMMARY_NAMES, 0.0)
     return {name: float(value) for name, value in zip(SUMMARY_NAMES, evaluator.stats, strict=True)}
+
+
+def coco_eval(result_file: str, coco: COCO, verbose: bool = True) -> dict:
+    """COCO bbox evaluation of a results json; returns {summary line name: value} for the 12 standard figures.
+
+    An empty results file gives all zeros, as the original. `verbose` prints pycocotools' output."""
+    return summary_figures(run_cocoeval(result_file, coco, verbose))
+
+
+def per_class_ap(evaluator: COCOeval | None, coco: COCO, classes: Sequence[str],
+                 cat_ids: Sequence[int]) -> list[dict]:
+    """AP (IoU 0.50:0.95) and AP50 of each model class, as the summary's first two figures are computed but for
+    one category: the mean of COCOeval's interpolated precision `eval["precision"]` (T IoU thresholds, R = 101
+    recall points, K categories in `params.catIds` order, A areas, M maxDets) over the recall points (and the IoU
+    thresholds for AP) at area "all" and 100 detections per image. The summary's AP is the mean of these over the
+    classes with ground truth.
+
+    `classes`: the config's coco_classes (background first); `cat_ids`: the category id of each foreground class
+    (`category_map`). Returns one dict per class: name, category_id, ground_truth (non-crowd boxes), AP, AP50;
+    -1 for a class without ground truth (COCO's convention), 0 for the others when nothing was detected at all.
+    """
+    rows = []
+    for name, cat_id in zip(classes[1:], cat_ids, strict=True):
+        ground_truth = len(coco.getAnnIds(catIds=[cat_id], iscrowd=False))
+        ap = ap50 = 0.0 if ground_truth else -1.0
+        if evaluator is not None and cat_id in evaluator.params.catIds:
+            params = evaluator.params
+            precision = evaluator.eval["precision"][:, :, params.catIds.index(cat_id),
+                                                    params.areaRngLbl.index("all"), params.maxDets.index(100)]
+            at_50 = precision[np.flatnonzero(np.isclose(params.iouThrs, 0.5))]
+            ap, ap50 = (float(np.mean(p[p > -1])) if np.any(p > -1) else -1.0 for p in (precision, at_50))
+        rows.append({"class": name, "category_id": int(cat_id), "ground_truth": ground_truth, "AP": ap,
+                     "AP50": ap50})
+    return rows
+
+
+def write_per_class(rows: Sequence[dict], path: str) -> None:
+    """The rows of `per_class_ap` as a CSV file with a header (AP and AP50 with 4 decimals), atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PER_CLASS_FIELDS)
+    for row in rows:
+        writer.writerow([row["class"], row["category_id"], row["ground_truth"], f"{row['AP']:.4f}",
+                         f"{row['AP50']:.4f}"])
+    write_text_atomic(path, text.getvalue())
+
+
+def per_class_table(rows: Sequence[dict]) -> str:
+    """The rows of `per_class_ap` as an aligned text table for the log (-1: no ground truth)."""
+    width = max([len("class")] + [len(row["class"]) for row in rows])
+    lines = [f"{'class':<{width}}  {'gt':>6}  {'AP':>6}  {'AP50':>6}"]
+    lines += [f"{row['class']:<{width}}  {row['ground_truth']:>6d}  {row['AP']:>6.3f}  {row['AP50']:>6.3f}"
+              for row in rows]
+    return "\n".join(lines)
 
 
 def write_summary(summary: dict, path: str) -> None:

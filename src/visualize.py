@@ -1,4 +1,4 @@
-"""Drawing detections (boxes, class names, scores) on an image with OpenCV, for eval.py --visualize."""
+"""Drawing detections (boxes, class names, scores) on an image with OpenCV, for eval.py --visualize and infer.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,6 +27,19 @@ def network_input_to_bgr(image_chw: np.ndarray, height: int, width: int) -> np.n
     rgb = image_chw.transpose(1, 2, 0) * np.float32(IMAGENET_STD_RGB) + np.float32(IMAGENET_MEAN_RGB)
     rgb = np.clip(np.rint(rgb[:height, :width]), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def picture_for(source_bgr: np.ndarray | None, image_chw: np.ndarray, meta: np.ndarray) -> np.ndarray:
+    """The picture to draw an image's detections on: its source image (H, W, 3) BGR when it was read and has the
+    size meta (4,) [orig_h, orig_w, scale_h, scale_w] records, else the network input (3, canvas_h, canvas_w)
+    un-normalised and scaled back to that size."""
+    height, width, scale_h, scale_w = (float(v) for v in meta)
+    if source_bgr is not None and source_bgr.shape[:2] == (int(height), int(width)):
+        return source_bgr
+    content_h = min(int(round(height * scale_h)), image_chw.shape[1])
+    content_w = min(int(round(width * scale_w)), image_chw.shape[2])
+    return cv2.resize(network_input_to_bgr(image_chw, content_h, content_w), (int(width), int(height)),
+                      interpolation=cv2.INTER_LINEAR)
 
 
 def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, labels: np.ndarray,

@@ -1,6 +1,8 @@
 """The test harness: MindSpore's logging quieted once, every test in PyNative mode unless it asks for more and the
 context restored after it, shared fixtures, and the `slow` marker (`make test-fast` leaves those tests out)."""
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("GLOG_v", "3")  # before any test module imports MindSpore
 
@@ -10,6 +12,8 @@ import pytest  # noqa: E402
 from tests.reference_ckpt import write_reference_ckpt  # noqa: E402
 
 MODES = {"PYNATIVE": ms.PYNATIVE_MODE, "GRAPH": ms.GRAPH_MODE}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_MINDIR_SIZE = (128, 192)  # the small canvas of the end-to-end tests (height, width)
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +42,18 @@ def mode(request) -> str:
 def reference_ckpt(tmp_path_factory) -> str:
     """The fidelity fixture's reference checkpoint (salt 0): every parameter of the original network."""
     return write_reference_ckpt(str(tmp_path_factory.mktemp("fidelity") / "reference.ckpt"), salt=0)
+
+
+@pytest.fixture(scope="session")
+def reference_mindir(reference_ckpt, tmp_path_factory) -> str:
+    """`reference_ckpt` exported by export.py (a subprocess: for slow tests) to MINDIR, batch 1, input
+    REFERENCE_MINDIR_SIZE; shared by the tests of export, the inference script and infer.py."""
+    folder = tmp_path_factory.mktemp("reference_mindir")
+    height, width = REFERENCE_MINDIR_SIZE
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "export.py"), "--device_target=CPU", f"--ckpt_file={reference_ckpt}",
+         f"--file_name={folder / 'faster_rcnn_dcn'}", "--batch_size=1", f"--img_height={height}",
+         f"--img_width={width}"], cwd=folder, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+        check=False)
+    assert result.returncode == 0 and "exported" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    return str(folder / "faster_rcnn_dcn.mindir")

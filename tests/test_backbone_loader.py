@@ -72,7 +72,7 @@ def _write_ckpt(path, shapes, seed=0, with_optimizer=True):
     return values
 
 
-def test_loads_model_zoo_names_including_dcn_main_weights(tmp_path, capsys):
+def test_loads_model_zoo_names_including_dcn_main_weights(tmp_path):
     shapes = _model_zoo_resnet_shapes()
     values = _write_ckpt(tmp_path / "resnet50.ckpt", shapes)
     net = _Net()
@@ -95,9 +95,6 @@ def test_loads_model_zoo_names_including_dcn_main_weights(tmp_path, capsys):
     assert report["unexpected"] == sorted(["end_point.weight", "end_point.bias", "moments.conv1.weight",
                                            "learning_rate", "global_step"])
     np.testing.assert_array_equal(net.head.weight.asnumpy(), head_before)
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"{len(expected_loaded)} loaded" in line and f"{len(offset_convs)} missing" in line
-    assert "5 unexpected" in line
 
 
 def test_bare_backbone_with_empty_prefix(tmp_path):

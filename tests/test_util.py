@@ -1,4 +1,5 @@
 """COCO conversion and evaluation of the network's test outputs (src/util.py) against hand-made cases."""
+import csv
 import json
 import os
 
@@ -18,8 +19,13 @@ from src.util import (
     det2json,
     foreground_category_ids,
     load_ground_truth,
+    per_class_ap,
+    per_class_table,
     results2json,
+    run_cocoeval,
     select_detections,
+    summary_figures,
+    write_per_class,
     write_summary,
     xyxy2xywh,
 )
@@ -276,3 +282,54 @@ def test_category_map_of_txt_ground_truth(tmp_path):
     labels.write_text("a.jpg 10,20,50,60,2,0\n")
     classes = ["background", "car", "cat", "toothbrush"]
     assert category_map(load_ground_truth(str(labels), "txt", classes), classes) == ([1, 2, 3], None)
+
+
+def two_class_case():
+    """cat: one box, found exactly. car: two boxes, one found at IoU 1240/1960 = 0.633 (a match at the IoU
+    thresholds 0.50, 0.55 and 0.60 only), the other missed. toothbrush: no ground truth, one detection."""
+    images = [{"id": 42, "file_name": "a.jpg", "height": 100, "width": 100},
+              {"id": 7, "file_name": "b.jpg", "height": 100, "width": 100}]
+    boxes = [(42, 17, [10, 10, 40, 40]), (7, 3, [50, 20, 40, 40]), (7, 3, [5, 60, 30, 30])]
+    annotations = [{"id": i + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3],
+                    "iscrowd": 0} for i, (img, cat, box) in enumerate(boxes)]
+    categories = [{"id": 3, "name": "car"}, {"id": 17, "name": "cat"}, {"id": 90, "name": "toothbrush"}]
+    coco = make_coco(images, annotations, categories)
+    results = [per_class((1, [exact_xyxy(10, 10, 40, 40) + [0.9]])),
+               per_class((0, [exact_xyxy(59, 20, 40, 40) + [0.8]]), (2, [exact_xyxy(0, 0, 20, 20) + [0.7]]))]
+    return coco, results
+
+
+def test_per_class_ap_from_cocoeval_precision(tmp_path):
+    coco, results = two_class_case()
+    files = results2json(coco, results, str(tmp_path / "results.pkl"))
+    evaluator = run_cocoeval(files["bbox"], coco, verbose=False)
+    classes = ["background", "car", "cat", "toothbrush"]
+    cat_ids, _ = category_map(coco, classes)
+    rows = per_class_ap(evaluator, coco, classes, cat_ids)
+    # COCO's 101-point interpolation: the found car gives precision 1 at recall 0..0.50 (51 points) and 0 beyond
+    # (the second car is never found), at 3 of the 10 IoU thresholds; the cat is perfect at every threshold.
+    half = 51 / 101
+    assert [(r["class"], r["category_id"], r["ground_truth"]) for r in rows] == \
+        [("car", 3, 2), ("cat", 17, 1), ("toothbrush", 90, 0)]
+    assert [r["AP50"] for r in rows] == pytest.approx([half, 1.0, -1.0])
+    assert [r["AP"] for r in rows] == pytest.approx([0.3 * half, 1.0, -1.0])
+    # the summary's AP and AP50 are the means over the classes with ground truth
+    summary = summary_figures(evaluator)
+    assert summary[SUMMARY_NAMES[0]] == pytest.approx((0.3 * half + 1.0) / 2)
+    assert summary[SUMMARY_NAMES[1]] == pytest.approx((half + 1.0) / 2)
+
+    path = tmp_path / "per_class.csv"
+    write_per_class(rows, str(path))
+    with open(path, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["class"] for r in table] == ["car", "cat", "toothbrush"]
+    assert [float(r["AP"]) for r in table] == pytest.approx([0.3 * half, 1.0, -1.0], abs=5e-5)
+    assert [float(r["AP50"]) for r in table] == pytest.approx([half, 1.0, -1.0], abs=5e-5)
+    assert sorted(os.listdir(tmp_path)) == ["per_class.csv", "results.pkl.bbox.json"]  # no temporary file left
+    assert per_class_table(rows).splitlines()[1].split() == ["car", "2", "0.151", "0.505"]
+
+
+def test_per_class_ap_without_any_detection():
+    coco, _ = two_class_case()
+    rows = per_class_ap(None, coco, ["background", "car", "cat", "toothbrush"], [3, 17, 90])
+    assert [(r["AP"], r["AP50"]) for r in rows] == [(0.0, 0.0), (0.0, 0.0), (-1.0, -1.0)]

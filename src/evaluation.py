@@ -1,0 +1,166 @@
+"""COCO evaluation of a network on the evaluation set, shared by eval.py and the evaluation during training
+(src/eval_callback.py): the set (ground truth + MindRecord), the inference loop, the figures and the files.
+
+Files written into one folder: `results.pkl.bbox.json` (COCO detection records), the accuracy log (`mAP.log`: one
+`<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class) and,
+with cfg.visualize = N, `visualize/<image id>.png` for the first N images.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import cv2
+import mindspore.dataset as de
+import numpy as np
+from mindspore import nn
+from pycocotools.coco import COCO
+
+from src.dataset import create_fasterrcnn_dataset
+from src.errors import DataError
+from src.mindrecord import create_mindrecord
+from src.progress import Progress
+from src.util import (
+    RESULTS_PREFIX,
+    bbox2result_1image,
+    category_map,
+    check_image_order,
+    per_class_ap,
+    per_class_table,
+    results2json,
+    run_cocoeval,
+    select_detections,
+    summary_figures,
+    write_per_class,
+    write_summary,
+)
+from src.visualize import draw_detections, picture_for, save_png
+
+MINDRECORD_PREFIX = "FasterRcnn_eval.mindrecord"
+ACCLOG_NAME = "mAP.log"
+PER_CLASS_NAME = "per_class.csv"
+VISUALIZE_DIR = "visualize"
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """The images to evaluate on: the ground truth, the evaluation MindRecord and its number of images."""
+
+    coco: COCO
+    mindrecord: str
+    num_images: int
+
+
+def ground_truth_path(cfg) -> str:
+    """cfg.anno_path, or for COCO when it is empty `<coco_root>/annotations/instances_<val_data_type>.json`."""
+    if cfg.dataset == "coco" and not cfg.anno_path:
+        anno_path = os.path.join(cfg.coco_root, cfg.instance_set.format(cfg.val_data_type))
+        print(f"anno_path not given: using {anno_path}")
+        return anno_path
+    return cfg.anno_path
+
+
+def prepare_evaluation_set(cfg, coco: COCO) -> EvaluationSet:
+    """The evaluation MindRecord of cfg's data set (converted on first use), checked against `coco`, the ground
+    truth read from cfg.anno_path."""
+    print("CHECKING MINDRECORD FILES ...", flush=True)
+    mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=False)
+    print("CHECKING MINDRECORD FILES DONE!")
+    num_images = check_evaluation_set(coco, mindrecord, cfg.anno_path)
+    return EvaluationSet(coco, mindrecord, num_images)
+
+
+def source_image(cfg, coco: COCO, image_id: int) -> np.ndarray | None:
+    """The original image file of `image_id` (BGR), or None when it cannot be read."""
+    info = coco.imgs.get(image_id)
+    if info is None:
+        return None
+    folder = os.path.join(cfg.coco_root, cfg.val_data_type) if cfg.dataset == "coco" else cfg.image_dir
+    return cv2.imread(os.path.join(folder, info["file_name"]), cv2.IMREAD_COLOR)
+
+
+def visualize_image(cfg, coco: COCO, out_dir: str, image: np.ndarray, meta: np.ndarray, image_id: int,
+                    boxes: np.ndarray, labels: np.ndarray) -> None:
+    """Draw one image's detections scoring at least cfg.visualize_score_thr on the original image (or, when its
+    file cannot be read, on the network input scaled back to the original size)."""
+    picture = picture_for(source_image(cfg, coco, image_id), image, meta)
+    keep = boxes[:, 4] >= cfg.visualize_score_thr
+    picture = draw_detections(picture, boxes[keep], labels[keep], cfg.coco_classes[1:])
+    save_png(picture, os.path.join(out_dir, f"{image_id}.png"))
+
+
+def run_network(cfg, net: nn.Cell, dataset, num_images: int, coco: COCO, out_dir: str) -> tuple[list, list[int]]:
+    """Per-image, per-class detections in evaluation order, and the image ids the data set gave them."""
+    batches = dataset.get_dataset_size()
+    print("\n========================================\n")
+    print("total images num: ", num_images, f"({batches} batches of {cfg.test_batch_size})")
+    print("Processing, please wait a moment.", flush=True)
+    progress = Progress(batches)
+    results, image_ids = [], []
+    drawn = 0
+    for eval_iter, data in enumerate(dataset.create_dict_iterator(num_epochs=1, output_numpy=False), start=1):
+        start = time.time()
+        bboxes, labels, masks = net(data["image"], data["image_shape"], data["box"], data["label"],
+                                    data["valid_num"])
+        bboxes, labels, masks = bboxes.asnumpy(), labels.asnumpy(), masks.asnumpy()
+        print(f"Iter {eval_iter} cost time {time.time() - start} ({progress.step()})", flush=True)
+        batch_ids = data["image_id"].asnumpy().reshape(-1)
+        for j, image_id in enumerate(batch_ids):
+            if image_id < 0:  # a repeat that completes the last batch
+                continue
+            boxes, kept_labels = select_detections(bboxes[j], labels[j], masks[j], cfg.eval_max_num)
+            results.append(bbox2result_1image(boxes, kept_labels, cfg.num_classes))
+            image_ids.append(int(image_id))
+            if drawn < cfg.visualize:
+                visualize_image(cfg, coco, os.path.join(out_dir, VISUALIZE_DIR), data["image"].asnumpy()[j],
+                                data["image_shape"].asnumpy()[j], int(image_id), boxes, kept_labels)
+                drawn += 1
+    return results, image_ids
+
+
+def mindrecord_image_ids(mindrecord: str) -> list[int]:
+    """The image ids of an evaluation MindRecord, in its order (read without decoding any image)."""
+    ids = de.MindDataset(mindrecord, columns_list=["image_id"], shuffle=False)
+    return [int(row["image_id"]) for row in ids.create_dict_iterator(output_numpy=True, num_epochs=1)]
+
+
+def check_evaluation_set(coco: COCO, mindrecord: str, anno_path: str) -> int:
+    """Warn when the MindRecord and the annotation file list different images or another order; DataError when
+    the MindRecord holds images the annotation file does not know (no figure could be right). Returns the
+    number of images of the MindRecord."""
+    ids = mindrecord_image_ids(mindrecord)
+    for problem in check_image_order(coco, ids, len(ids)):
+        print(f"WARNING: {problem}", flush=True)
+    unknown = sorted(set(ids) - set(coco.getImgIds()))
+    if unknown:
+        raise DataError(f"{len(unknown)} images of {mindrecord} have ids that {anno_path} does not list (first: "
+                        f"{unknown[:5]}); anno_path must be the annotation file the MindRecord was made from")
+    return len(ids)
+
+
+def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_path: str) -> dict:
+    """Evaluate `net` (inference mode) on `evaluation_set`; writes the results json, `acclog_path` and
+    per_class.csv beside it (see the module docstring), prints the COCO summary and the per-class table; returns
+    the 12 COCO figures. Detections are matched to images by the ids the MindRecord carries."""
+    coco = evaluation_set.coco
+    dataset = create_fasterrcnn_dataset(cfg, evaluation_set.mindrecord, batch_size=cfg.test_batch_size,
+                                        is_training=False)
+    out_dir = os.path.dirname(os.path.abspath(acclog_path))
+    results, image_ids = run_network(cfg, net, dataset, evaluation_set.num_images, coco, out_dir)
+    cat_ids, note = category_map(coco, cfg.coco_classes)
+    if note:
+        print(note, flush=True)
+    result_files = results2json(coco, results, os.path.join(out_dir, RESULTS_PREFIX), img_ids=image_ids,
+                                cat_ids=cat_ids)
+    print(f"detections written to {result_files['bbox']}", flush=True)
+    evaluator = run_cocoeval(result_files["bbox"], coco)
+    summary = summary_figures(evaluator)
+    write_summary(summary, acclog_path)
+    per_class = per_class_ap(evaluator, coco, cfg.coco_classes, cat_ids)
+    per_class_path = os.path.join(out_dir, PER_CLASS_NAME)
+    write_per_class(per_class, per_class_path)
+    print(f"per class (area all, 100 detections per image; -1: no ground truth), written to {per_class_path}:\n"
+          f"{per_class_table(per_class)}", flush=True)
+    print("eval end", flush=True)
+    return summary
