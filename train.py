@@ -16,8 +16,10 @@ Added by this port:
   reg_scores), never its optimizer state. What was loaded, skipped, missing and unexpected is reported.
 - `--resume PATH` loads a checkpoint written by this script (network + optimizer state + global step) and
   continues from its step; the learning-rate schedule is rebuilt from the config.
-- A NaN/Inf loss stops training with a message naming the step (exit status 1); the last checkpoint written
-  before it is kept. Checkpoints are written atomically (never truncated under their name).
+- A diverging run stops (exit status 1, a message naming the step and the last good checkpoint) at the first step
+  whose loss is NaN/Inf or above `loss_spike_factor` times the running median, or after which a parameter is not
+  finite; a checkpoint takes its name only once the next step's loss, computed from its weights, passed that check
+  (src/network_define.py DivergenceGuard). Checkpoints are written atomically (never truncated under their name).
 - `--run_eval=True --eval_interval=N` evaluates the current weights on the validation set every N epochs (rank 0,
   eval.py's evaluation), logs AP/AP50 to `./eval_<rank>.log` and keeps the best as `best.ckpt` beside the
   checkpoints (src/eval_callback.py). Off by default, as the original.
@@ -55,7 +57,7 @@ from src.network_checkpoint import (
     read_checkpoint,
     restore_training_state,
 )
-from src.network_define import LossCallBack, LossNet, TrainOneStepCell, WithLossCell
+from src.network_define import DivergenceGuard, LossCallBack, LossNet, TrainOneStepCell, WithLossCell
 from src.runtime import device_id, network_dtype, network_kernels, run_job, set_up_device
 
 SEED = 1
@@ -76,13 +78,19 @@ def checkpoint_root(cfg) -> str:
     return cfg.output_path if cfg.enable_modelarts else cfg.save_checkpoint_path
 
 
-def check_paths(cfg) -> None:
-    """Fail before the slow work on a checkpoint path that does not exist."""
+def check_request(cfg) -> None:
+    """Fail before the slow work on a checkpoint path that does not exist or a value training cannot use."""
+    if not cfg.loss_spike_factor >= 0:
+        raise ConfigError(f"loss_spike_factor={cfg.loss_spike_factor}: expected a number >= 0 (0: stop on NaN/Inf "
+                          "only)")
     pretrained = pretrained_path(cfg)
     if pretrained and not os.path.isfile(pretrained):
         raise CheckpointError(f"--pre_trained {pretrained!r}: no such file (use 'none' to train from scratch)")
-    if cfg.resume.strip() and not os.path.isfile(cfg.resume):
-        raise CheckpointError(f"--resume {cfg.resume!r}: no such file")
+    # an unreadable file fails here, before the MindRecord is built (they are read again when training starts)
+    if pretrained:
+        read_checkpoint(pretrained, "--pre_trained")
+    if cfg.resume.strip():
+        read_checkpoint(cfg.resume, "--resume")
 
 
 def set_up_parallel(cfg) -> tuple[int, int]:
@@ -192,18 +200,19 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     # Deterministic pipelines then deliver the batches the uninterrupted run would have seen.
     dataset.set_init_step(initial_step)
 
-    loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step, last_epoch=cfg.epoch_size)
+    guard = DivergenceGuard(cfg.loss_spike_factor)
+    loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step, last_epoch=cfg.epoch_size, guard=guard)
     callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
     checkpoint_cb = None
     if saves_checkpoints(cfg, rank):
         checkpoint_cb = AtomicCheckpoint(os.path.join(checkpoint_root(cfg), f"ckpt_{rank}"),
                                          save_checkpoint_steps=cfg.save_checkpoint_epochs * steps_per_epoch,
                                          keep_checkpoint_max=cfg.keep_checkpoint_max, prefix=CHECKPOINT_PREFIX,
-                                         initial_step=initial_step)
+                                         initial_step=initial_step, guard=guard)
         callbacks.append(checkpoint_cb)
     if cfg.run_eval and rank == 0:  # after the checkpoint callback: an epoch's checkpoint exists when it is evaluated
         callbacks.append(evaluation_callback(cfg, rank, os.path.join(checkpoint_root(cfg), f"ckpt_{rank}"),
-                                             initial_step, resuming=bool(resume)))
+                                             initial_step, resuming=bool(resume), guard=guard))
 
     bn_mode = "batch" if bn_training else "moving"
     print(f"Start training: epochs {initial_epoch + 1}..{last_epoch} of {cfg.epoch_size}, {steps_per_epoch} steps "
@@ -212,9 +221,11 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     Model(train_cell).train(last_epoch, dataset, callbacks=callbacks,
                             dataset_sink_mode=cfg.device_target != "CPU", initial_epoch=initial_epoch)
     latest = checkpoint_cb.latest if checkpoint_cb else None
-    if loss_cb.nonfinite_step is not None:
-        raise TrainingError(f"training stopped: non-finite loss at global step {loss_cb.nonfinite_step}; last good "
-                            f"checkpoint: {latest or 'none written'}")
+    if guard.failed:
+        # The resumed checkpoint is good when the first step's loss, computed from its weights, passed.
+        latest = latest or (resume if resume and guard.accepted_step is not None else None)
+        raise TrainingError(f"training stopped at global step {guard.failed_step}: {guard.reason}; last good "
+                            f"checkpoint: {latest or 'none'}")
     per_step = loss_cb.seconds_per_step()
     print(f"Training done in {time.time() - start:.0f} s"
           + (f" ({per_step:.2f} s/step after the first step)" if per_step else "")
@@ -223,7 +234,7 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
 
 
 def train_fasterrcnn(cfg) -> None:
-    check_paths(cfg)
+    check_request(cfg)
     set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
     ms.set_seed(SEED)
     phases = bn_phases(cfg)

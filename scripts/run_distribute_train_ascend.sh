@@ -19,7 +19,8 @@ print(sum(len(server.get('device', [])) for server in table.get('server_list', [
 " "$RANK_TABLE_FILE" 2> /dev/null)
 [[ "$DEVICE_NUM" =~ ^[0-9]+$ ]] && [ "$DEVICE_NUM" -gt 0 ] || die "RANK_TABLE_FILE=$RANK_TABLE_FILE lists no devices (server_list[].device[])"
 
-ulimit -u unlimited
+check_device Ascend
+ulimit -u unlimited 2> /dev/null || true  # as the original, where the system allows it
 export HCCL_CONNECT_TIMEOUT=600 DEVICE_NUM RANK_SIZE=$DEVICE_NUM RANK_TABLE_FILE
 mkdir -p train_parallel || exit 1
 PIDS=()

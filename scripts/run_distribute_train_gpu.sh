@@ -13,4 +13,5 @@ split_args "$@"
 check_count 3 4
 check_pretrained "${ARGS[1]}"
 check_data "${ARGS[2]}" "${ARGS[3]}"
+check_device GPU
 run_msrun_training GPU default_config_gpu.yaml

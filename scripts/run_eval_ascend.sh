@@ -12,7 +12,8 @@ CHECKPOINT_PATH=$(get_real_path "${ARGS[1]}")
 [ -f "$CHECKPOINT_PATH" ] || die "CHECKPOINT_PATH=$CHECKPOINT_PATH is not a file"
 check_data "${ARGS[2]}" "${ARGS[3]}"
 
-ulimit -u unlimited
+check_device Ascend
+ulimit -u unlimited 2> /dev/null || true  # as the original, where the system allows it
 export DEVICE_NUM=1 RANK_SIZE=1 DEVICE_ID=0 RANK_ID=0
 rm -rf eval && mkdir eval && cd eval || exit 1
 env > env.log

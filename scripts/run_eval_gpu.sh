@@ -12,6 +12,7 @@ CHECKPOINT_PATH=$(get_real_path "${ARGS[1]}")
 [ -f "$CHECKPOINT_PATH" ] || die "CHECKPOINT_PATH=$CHECKPOINT_PATH is not a file"
 check_device_id "${ARGS[3]}"
 check_data "${ARGS[2]}" "${ARGS[4]}"
+check_device GPU
 
 export DEVICE_NUM=1 RANK_SIZE=1 DEVICE_ID=${ARGS[3]} RANK_ID=0
 rm -rf eval && mkdir eval && cd eval || exit 1

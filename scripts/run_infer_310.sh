@@ -35,6 +35,8 @@ if [ "$DEVICE_TARGET" == "Ascend" ]; then
     if [ ! -d "$ascend_home" ]; then
         die "no Ascend toolkit: ASCEND_HOME_PATH is not set and $ascend_home does not exist (on a machine without Ascend use DEVICE_TARGET=CPU)"
     fi
+else
+    check_device "$DEVICE_TARGET"
 fi
 
 rm -rf result_Files time_Result
@@ -43,8 +45,8 @@ mkdir result_Files time_Result
 if [ "$DEVICE_TARGET" == "Ascend" ]; then
     echo "building the inference app (build.log)"
     if ! PYTHON="$PYTHON" bash "$ROOT/ascend310_infer/build.sh" &> build.log; then
-        echo "compile app code failed: see $PWD/build.log"
-        tail -n 5 build.log
+        echo "compile app code failed: see $PWD/build.log" >&2
+        tail -n 5 build.log >&2
         exit 1
     fi
     echo "running inference (infer.log)"
@@ -56,16 +58,19 @@ else
         --dataset_path="$DATA_PATH" --device_target="$DEVICE_TARGET" --device_id="$DEVICE_ID" \
         --result_path=./result_Files --time_path=./time_Result &> infer.log
 fi
-if [ $? -ne 0 ]; then
-    echo "execute inference failed: see $PWD/infer.log"
-    tail -n 5 infer.log
-    exit 1
+status=$?
+if [ $status -ne 0 ]; then
+    echo "execute inference failed: see $PWD/infer.log" >&2
+    tail -n 5 infer.log >&2
+    exit $status
 fi
 
 echo "computing accuracy (acc.log)"
-if ! "$PYTHON" "$ROOT/postprogress.py" --anno_path="$ANNO_PATH" --result_path=./result_Files "${OPTIONS[@]}" &> acc.log; then
-    echo "calculate accuracy failed: see $PWD/acc.log"
-    tail -n 5 acc.log
-    exit 1
+"$PYTHON" "$ROOT/postprogress.py" --anno_path="$ANNO_PATH" --result_path=./result_Files "${OPTIONS[@]}" &> acc.log
+status=$?
+if [ $status -ne 0 ]; then
+    echo "calculate accuracy failed: see $PWD/acc.log" >&2
+    tail -n 5 acc.log >&2
+    exit $status
 fi
 grep -m1 "Average Precision" acc.log

@@ -8,7 +8,8 @@ check_count 2 3
 check_pretrained "${ARGS[0]}"
 check_data "${ARGS[1]}" "${ARGS[2]}"
 
-ulimit -u unlimited
+check_device Ascend
+ulimit -u unlimited 2> /dev/null || true  # as the original, where the system allows it
 export DEVICE_NUM=1 DEVICE_ID=0 RANK_ID=0 RANK_SIZE=1
 mkdir -p train && cd train || exit 1
 env > env.log

@@ -8,6 +8,7 @@ check_count 3 4
 check_pretrained "${ARGS[0]}"
 check_device_id "${ARGS[2]}"
 check_data "${ARGS[1]}" "${ARGS[3]}"
+check_device GPU
 
 export DEVICE_NUM=1 DEVICE_ID=${ARGS[2]} RANK_ID=0 RANK_SIZE=1
 mkdir -p train && cd train || exit 1

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Shared by the run_*_train_*.sh launchers (sourced, not run): argument splitting and checks, the msrun launch.
-# The caller sets USAGE before sourcing and calls the functions below.
+# Shared by the launchers in scripts/ (sourced, not run): argument splitting and checks, the msrun launch.
+# The caller sets USAGE before sourcing and calls the functions below. A usage error is one line
+# `<script>: error: ...` and the usage line on stderr, exit status 2 (as the Python entry points).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
@@ -16,13 +17,21 @@ split_args() {
 }
 
 die() {
-    echo "error: $1"
-    echo "$USAGE"
-    exit 1
+    echo "$(basename "$0"): error: $1" >&2
+    echo "$USAGE" >&2
+    exit 2
 }
 
 check_count() {  # check_count MIN MAX
-    if [ ${#ARGS[@]} -lt "$1" ] || [ ${#ARGS[@]} -gt "$2" ]; then echo "$USAGE"; exit 1; fi
+    if [ ${#ARGS[@]} -lt "$1" ] || [ ${#ARGS[@]} -gt "$2" ]; then
+        die "expected $1 to $2 positional arguments, got ${#ARGS[@]}"
+    fi
+}
+
+# check_device TARGET: fail now, not in the background run's log, when this MindSpore cannot run TARGET.
+check_device() {
+    local message
+    message=$(cd "$ROOT" && GLOG_v=3 "$PYTHON" -m src.runtime "$1" 2>&1 >/dev/null) || die "${message##*error: }"
 }
 
 get_real_path() {

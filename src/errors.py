@@ -1,12 +1,18 @@
 """The project's error types: problems a user can fix, each reported as one line naming the file, key or value.
 
-`src/runtime.py` `run_main` turns any of them into `<program>: error: <message>` on stderr and exit status 1;
-everything else is a bug and keeps its traceback.
+`src/runtime.py` `run_main` turns any of them into `<program>: error: <message>` on stderr and the error's
+`exit_status` (2, a usage error: the input has to change; 1 for a run that failed on the way, TrainingError), without
+a traceback unless --debug=True; everything else is a bug and keeps its traceback.
 """
+
+USAGE_STATUS = 2
+FAILURE_STATUS = 1
 
 
 class FasterRcnnError(ValueError):
     """Base of the errors below."""
+
+    exit_status = USAGE_STATUS
 
 
 class ConfigError(FasterRcnnError):
@@ -34,4 +40,6 @@ class InferError(FasterRcnnError):
 
 
 class TrainingError(FasterRcnnError):
-    """Training that had to stop (a non-finite loss); the message names the step and the last good checkpoint."""
+    """Training that had to stop (divergence); the message names the step and the last good checkpoint."""
+
+    exit_status = FAILURE_STATUS

@@ -6,7 +6,8 @@ Files: `eval_<rank>.log` (beside `loss_<rank>.log`) gets one line per evaluation
 `<seconds since start> epoch: <e> global_step: <g> AP: <%.5f> AP50: <%.5f>` (src/plot_log.py reads it);
 `eval_<rank>/` holds the last evaluation's mAP.log, per_class.csv and results json; `best.ckpt` is written as every
 checkpoint of train.py (the training cell: network, optimizer state, `epoch_num`, `step_num`), atomically, plus
-`eval_ap`, its AP. A resumed run starts from the AP of the best.ckpt it finds; a new run replaces it.
+`eval_ap`, its AP, and like them takes its name only once the next step's loss, computed from its weights, passed the
+divergence guard. A resumed run starts from the AP of the best.ckpt it finds; a new run replaces it.
 """
 from __future__ import annotations
 
@@ -17,15 +18,14 @@ import time
 from collections.abc import Callable
 
 import mindspore as ms
-from mindspore import nn, save_checkpoint
+from mindspore import nn
 from mindspore.train.callback import Callback
 
 from src.errors import ConfigError
 from src.evaluation import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
 from src.FasterRcnn import build_model
-from src.fileio import atomic_path
-from src.network_checkpoint import match_checkpoint, read_checkpoint
-from src.network_define import outputs_are_finite, split_outputs
+from src.network_checkpoint import PendingCheckpoint, accepts, match_checkpoint, read_checkpoint
+from src.network_define import DivergenceGuard
 from src.runtime import network_dtype, network_kernels
 from src.util import SUMMARY_NAMES, load_ground_truth
 
@@ -47,11 +47,13 @@ def best_ap_of(path: str) -> float:
 class EvalCallback(Callback):
     """Every `interval` epochs (epoch numbers of the whole run, so a resumed run keeps the rhythm): figures =
     `evaluate(training cell)`, a line in `log_path`, and `best_path` rewritten when the AP beats `best_ap`
-    (ties keep the earlier epoch). An epoch whose last loss is not finite is not evaluated (training stops).
-    `initial_step`: the global step this Model.train call starts from (resume)."""
+    (ties keep the earlier epoch), through a PendingCheckpoint promoted when `guard` accepts the next step (or at
+    the end of training). An epoch whose last step the guard rejected is not evaluated (training stops).
+    `initial_step`: the global step this Model.train call starts from (resume); `guard`: LossCallBack's
+    DivergenceGuard (default: a NaN/Inf guard of this callback's own)."""
 
     def __init__(self, evaluate: Evaluate, interval: int, log_path: str, best_path: str,
-                 best_ap: float = -math.inf, initial_step: int = 0):
+                 best_ap: float = -math.inf, initial_step: int = 0, guard: DivergenceGuard | None = None):
         super().__init__()
         if interval <= 0:
             raise ValueError(f"interval must be a positive number of epochs, got {interval}")
@@ -61,12 +63,34 @@ class EvalCallback(Callback):
         self.best_path = best_path
         self.best_ap = best_ap
         self.initial_step = initial_step
+        self._owns_guard = guard is None
+        self.guard = DivergenceGuard(spike_factor=0) if guard is None else guard
+        self._pending = PendingCheckpoint()
+        self._pending_ap = -math.inf
         self._start = time.time()
+
+    def on_train_step_end(self, run_context):
+        cb_params = run_context.original_args()
+        if accepts(self.guard, self.initial_step + cb_params.cur_step_num, cb_params.net_outputs, self._owns_guard):
+            self._promote()
+        else:
+            self._pending.discard()
+
+    def on_train_end(self, run_context):
+        if self.guard.failed:
+            self._pending.discard()
+        else:
+            self._promote()
+
+    def _promote(self) -> None:
+        if self._pending.promote() is not None:
+            self.best_ap = self._pending_ap
+            print(f"{self.best_path}: the weights of AP {self.best_ap:.4f} passed the next step's check", flush=True)
 
     def on_train_epoch_end(self, run_context):
         cb_params = run_context.original_args()
         epoch = cb_params.cur_epoch_num
-        if epoch % self.interval or not outputs_are_finite(*split_outputs(cb_params.net_outputs)):
+        if epoch % self.interval or self.guard.failed:
             return
         global_step = self.initial_step + cb_params.cur_step_num
         print(f"Evaluating the weights of epoch {epoch} (global step {global_step}) ...", flush=True)
@@ -77,11 +101,10 @@ class EvalCallback(Callback):
                       f"AP: {ap:.5f} AP50: {ap50:.5f}\n")
         note = f"best so far: AP {self.best_ap:.4f}" if self.best_ap > -math.inf else "first evaluation"
         if ap > self.best_ap:
-            with atomic_path(self.best_path) as tmp:
-                save_checkpoint(cb_params.train_network, tmp, append_dict={
-                    "epoch_num": epoch, "step_num": global_step, BEST_AP_KEY: ap})
-            note = f"new best ({note}), saved as {self.best_path}"
-            self.best_ap = ap
+            self._pending.write(cb_params.train_network, self.best_path, global_step,
+                                {"epoch_num": epoch, "step_num": global_step, BEST_AP_KEY: ap})
+            self._pending_ap = ap
+            note = f"new best ({note}), to be saved as {self.best_path} once the next step passes"
         print(f"epoch {epoch} evaluation: AP {ap:.4f} AP50 {ap50:.4f}; {note}", flush=True)
 
 
@@ -113,7 +136,8 @@ def training_evaluator(cfg, out_dir: str) -> Evaluate:
     return evaluate
 
 
-def evaluation_callback(cfg, rank: int, checkpoint_dir: str, initial_step: int, resuming: bool) -> EvalCallback:
+def evaluation_callback(cfg, rank: int, checkpoint_dir: str, initial_step: int, resuming: bool,
+                        guard: DivergenceGuard | None = None) -> EvalCallback:
     """The EvalCallback of train.py --run_eval: log `./eval_<rank>.log`, outputs in `./eval_<rank>/`, best.ckpt in
     `checkpoint_dir`; a resumed run continues from the AP of the best.ckpt there."""
     if cfg.eval_interval <= 0:
@@ -126,4 +150,4 @@ def evaluation_callback(cfg, rank: int, checkpoint_dir: str, initial_step: int, 
         print(f"WARNING: {best_path} of an earlier run will be replaced by this run's best", file=sys.stderr,
               flush=True)
     return EvalCallback(training_evaluator(cfg, f"eval_{rank}"), cfg.eval_interval, f"eval_{rank}.log",
-                        best_path, best_ap, initial_step)
+                        best_path, best_ap, initial_step, guard)

@@ -8,7 +8,8 @@ One value per training step (index = global step, counted from 0 over all epochs
 total = steps_per_epoch * (epoch_size + 1): the original divides by the whole (one epoch too long) step count, not by
 the steps left after the warm-up, so the rate never reaches zero during training; the list itself is also one epoch
 longer than the run. With `lr_cosine_to_zero` (a key of this port, for short from-scratch runs such as the demo) the
-cosine spans the steps of the run after the warm-up instead and reaches 0 after the last step (0 beyond it). The rate
+cosine spans the steps of the run after the warm-up instead and reaches 0 after the last step (0 beyond it); a run too
+short for its warm-up (a smoke test) gets the warm-up clipped to its first half, with a warning. The rate
 is not scaled by the number of devices (steps_per_epoch is the per-rank batch count): the original uses the same
 base_lr for 1 and 8 devices.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 
 from src.errors import ConfigError, DataError
-from src.model_utils.config import Config
+from src.model_utils.config import Config, warn
 
 
 def warmup_lr(base_lr: float, warmup_ratio: float, warmup_steps: int, step: int) -> float:
@@ -49,8 +50,10 @@ def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
     run_steps = steps_per_epoch * config.epoch_size
     to_zero = bool(config.lr_cosine_to_zero)
     if to_zero and warmup_steps >= run_steps:
-        raise ConfigError(f"lr_cosine_to_zero needs warmup_step ({warmup_steps}) < the run's {run_steps} steps "
-                          f"({config.epoch_size} epochs of {steps_per_epoch})")
+        clipped = run_steps // 2
+        warn(f"warmup_step={warmup_steps} is not shorter than this run ({config.epoch_size} epoch(s) of "
+             f"{steps_per_epoch} steps); the warm-up is clipped to {clipped} steps, the cosine takes the rest")
+        warmup_steps = clipped
     # The original: cos(pi * (i - warmup) / total); to zero: cos(pi * (i - warmup) / (run - warmup)), pi at i = run.
     cosine_steps = run_steps - warmup_steps if to_zero else total_steps
     return [

@@ -10,6 +10,7 @@ optimizer state never; only `--resume` restores it.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -22,7 +23,7 @@ from mindspore.train.callback import Callback
 
 from src.errors import CheckpointError
 from src.fileio import atomic_path
-from src.network_define import outputs_are_finite, split_outputs
+from src.network_define import DivergenceGuard, split_outputs
 
 SHOWN_NAMES = 8  # how many mismatched names an error message lists
 CHECKPOINT_PREFIX = "faster_rcnn"
@@ -175,19 +176,76 @@ def _checkpoint_order(path: str) -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
 
 
+PENDING_SUFFIX = ".pending.ckpt"
+
+
+def pending_path(final: str) -> str:
+    """The hidden name a checkpoint waits under until its weights are accepted (`.<stem>.pending.ckpt`)."""
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{os.path.splitext(name)[0]}{PENDING_SUFFIX}")
+
+
+def non_finite_parameter(cell: nn.Cell) -> str | None:
+    """The name of the first floating-point parameter of `cell` holding a NaN/Inf, None when all are finite."""
+    for param in cell.get_parameters():
+        value = param.asnumpy()
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            return param.name
+    return None
+
+
+class PendingCheckpoint:
+    """One checkpoint of a training cell that waits for its weights to be accepted: `write` saves it (atomically)
+    under the hidden `pending_path` of its final name, `promote` renames it to the final name, `discard` removes it.
+    A killed run leaves at most a hidden `.pending.ckpt`, never a file that is taken for a checkpoint."""
+
+    def __init__(self):
+        self.final: str | None = None
+        self.step: int | None = None
+
+    def write(self, cell: nn.Cell, final: str, step: int, append_dict: dict) -> None:
+        self.discard()
+        with atomic_path(pending_path(final)) as tmp:
+            save_checkpoint(cell, tmp, append_dict=append_dict)
+        self.final, self.step = final, step
+
+    def promote(self) -> str | None:
+        """Give the waiting checkpoint its final name; returns it (None when nothing waits)."""
+        final, self.final = self.final, None
+        if final is not None:
+            os.replace(pending_path(final), final)
+        return final
+
+    def discard(self) -> None:
+        if self.final is not None:
+            with contextlib.suppress(OSError):
+                os.remove(pending_path(self.final))
+        self.final = None
+
+
+def accepts(guard: DivergenceGuard, global_step: int, net_outputs, owns_guard: bool) -> bool:
+    """Whether step `global_step` passed `guard` (checked here first when the callback owns the guard)."""
+    if owns_guard:
+        guard.check(global_step, *split_outputs(net_outputs))
+    return not guard.failed
+
+
 class AtomicCheckpoint(Callback):
-    """Save the training cell every `save_checkpoint_steps` steps and at the end, atomically.
+    """Save the training cell every `save_checkpoint_steps` steps and at the end, atomically, and only states whose
+    weights `guard` accepted.
 
     File `<directory>/<prefix>-<epoch>_<step in epoch>.ckpt` (the original's ModelCheckpoint naming) holds every
     parameter of the training cell: the network under its original names, the optimizer state (`accum.*`,
     `stat.*`, `global_step`, `learning_rate`, `momentum`) plus `epoch_num` and `step_num` (global step).
-    It is written through src/fileio.py's `atomic_path`, so an interrupted save never leaves a truncated `.ckpt`
-    under a final name. At most `keep_checkpoint_max` files with the prefix are kept in the directory (oldest
-    removed). A step whose loss is NaN/Inf is never saved, nor anything after it.
+    The state after step s is written under a hidden pending name (`PendingCheckpoint`) and gets its final name when
+    the loss of step s + 1, which is computed from it, passes `guard` (the DivergenceGuard that LossCallBack checks
+    every step with; by default a NaN/Inf guard of this callback's own); after the last step, when no loss follows,
+    when its parameters are finite. A state with a NaN/Inf parameter is never saved and stops training. At most
+    `keep_checkpoint_max` files with the prefix are kept in the directory (oldest removed); `latest` is the newest.
     """
 
     def __init__(self, directory: str, save_checkpoint_steps: int, keep_checkpoint_max: int,
-                 prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0):
+                 prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0, guard: DivergenceGuard | None = None):
         super().__init__()
         if save_checkpoint_steps <= 0:
             raise ValueError(f"save_checkpoint_steps must be positive, got {save_checkpoint_steps}")
@@ -198,44 +256,57 @@ class AtomicCheckpoint(Callback):
         self.keep_checkpoint_max = keep_checkpoint_max
         self.prefix = prefix
         self.initial_step = initial_step
+        self._owns_guard = guard is None
+        self.guard = DivergenceGuard(spike_factor=0) if guard is None else guard
         self.latest: str | None = None
-        self._last_saved_step: int | None = None
-        self._state_is_finite = True
+        self._pending = PendingCheckpoint()
+        self._last_written_step: int | None = None
         os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, f".{prefix}-*{PENDING_SUFFIX}")):
+            os.remove(stale)  # a killed run's state that was never accepted
 
     def on_train_step_end(self, run_context):
         cb_params = run_context.original_args()
-        if not outputs_are_finite(*split_outputs(cb_params.net_outputs)):
-            self._state_is_finite = False
-        if self._state_is_finite and (self.initial_step + cb_params.cur_step_num) % self.save_checkpoint_steps == 0:
-            self.save(cb_params)
+        global_step = self.initial_step + cb_params.cur_step_num
+        if not accepts(self.guard, global_step, cb_params.net_outputs, self._owns_guard):
+            self._pending.discard()
+            return
+        self._promote()
+        if global_step % self.save_checkpoint_steps == 0:
+            self._write(run_context)
 
     def on_train_end(self, run_context):
         cb_params = run_context.original_args()
-        if self._state_is_finite and cb_params.cur_step_num and self._last_saved_step != cb_params.cur_step_num:
-            self.save(cb_params)
+        if self.guard.failed:
+            self._pending.discard()
+            return
+        if cb_params.cur_step_num and self._last_written_step != cb_params.cur_step_num:
+            self._write(run_context)
+        self._promote()  # the last state: no loss follows; its parameters were checked when it was written
 
-    def save(self, cb_params) -> str | None:
-        """Write the checkpoint of the current step; returns its path, or None if a parameter is not finite."""
+    def _write(self, run_context) -> None:
+        """Write the current state as pending; a non-finite parameter instead fails the guard and stops training."""
+        cb_params = run_context.original_args()
         global_step = self.initial_step + cb_params.cur_step_num
-        # A finite loss can come with parameters the update has just made non-finite (the loss is computed
-        # before the update): check them, so that a saved checkpoint is always usable.
-        for param in cb_params.train_network.get_parameters():
-            value = param.asnumpy()
-            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-                self._state_is_finite = False
-                print(f"ERROR: parameter {param.name} is not finite after global step {global_step}; "
-                      "checkpoint not saved", file=sys.stderr, flush=True)
-                return None
+        # The loss is computed before the update: the updated weights can be non-finite while it is finite.
+        bad = non_finite_parameter(cb_params.train_network)
+        if bad is not None:
+            self.guard.reject(global_step, f"parameter {bad} is not finite after the update")
+            print(f"ERROR: parameter {bad} is not finite after global step {global_step}; checkpoint not saved, "
+                  "stopping training", file=sys.stderr, flush=True)
+            run_context.request_stop()
+            return
         step_in_epoch = (cb_params.cur_step_num - 1) % cb_params.batch_num + 1
         final = os.path.join(self.directory, f"{self.prefix}-{cb_params.cur_epoch_num}_{step_in_epoch}.ckpt")
-        with atomic_path(final) as tmp:
-            save_checkpoint(cb_params.train_network, tmp,
-                            append_dict={"epoch_num": cb_params.cur_epoch_num, "step_num": global_step})
-        self.latest = final
-        self._last_saved_step = cb_params.cur_step_num
-        self._remove_old()
-        return final
+        self._pending.write(cb_params.train_network, final, global_step,
+                            {"epoch_num": cb_params.cur_epoch_num, "step_num": global_step})
+        self._last_written_step = cb_params.cur_step_num
+
+    def _promote(self) -> None:
+        final = self._pending.promote()
+        if final is not None:
+            self.latest = final
+            self._remove_old()
 
     def _remove_old(self) -> None:
         saved = sorted(glob.glob(os.path.join(self.directory, f"{self.prefix}-*.ckpt")), key=_checkpoint_order)

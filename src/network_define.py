@@ -9,15 +9,19 @@ Cells (parameter names unchanged: the wrappers have no prefix of their own):
   No overflow check, as the original; optional clipping of the gradients' global norm (added by this port for
   training from scratch; off by default, as the original).
 
-`LossCallBack`: per-step progress on stdout and the original's `loss_<rank>.log` lines; stops training on a NaN/Inf
-loss, naming the step. (Saving checkpoints during training: src/network_checkpoint.py.)
+`DivergenceGuard` decides whether a step's loss says the run has diverged (NaN/Inf, or a spike above a multiple of
+the running median); `LossCallBack`: per-step progress on stdout and the original's `loss_<rank>.log` lines; stops
+training at the first step the guard rejects, naming it. (Saving checkpoints during training, only from states the
+guard accepted: src/network_checkpoint.py.)
 """
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
+from collections import deque
 from typing import NamedTuple
 
 import numpy as np
@@ -129,8 +133,56 @@ def outputs_are_finite(loss: float, terms: LossTerms | None) -> bool:
     return math.isfinite(loss) and (terms is None or all(math.isfinite(term) for term in terms))
 
 
+LOSS_MEDIAN_WINDOW = 50  # accepted losses the spike bound's median is taken over
+
+
+class DivergenceGuard:
+    """Whether each training step's loss is acceptable: finite (total and every term) and, with spike_factor > 0,
+    at most spike_factor times the median of the last `window` accepted total losses (the first step has no bound).
+
+    Checked in step order through `check`; after the first rejection `failed_step` (global step) and `reason` are
+    set and every later step is rejected too. `accepted_step` is the newest global step that passed. The loss of
+    step s is computed from the weights after step s - 1, so those weights are known good once step s passed.
+    """
+
+    def __init__(self, spike_factor: float, window: int = LOSS_MEDIAN_WINDOW):
+        if not spike_factor >= 0:
+            raise ValueError(f"spike_factor must be >= 0 (0: NaN/Inf only), got {spike_factor!r}")
+        self.spike_factor = float(spike_factor)
+        self._recent: deque[float] = deque(maxlen=window)
+        self.failed_step: int | None = None
+        self.accepted_step: int | None = None
+        self.reason = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.failed_step is not None
+
+    def check(self, global_step: int, loss: float, terms: LossTerms | None = None) -> bool:
+        """Record step `global_step`'s total loss (and terms); False (and failed_step, reason) when rejected."""
+        if self.failed:
+            return False
+        if not outputs_are_finite(loss, terms):
+            self.reason = f"non-finite loss (total_loss={loss})"
+        elif self.spike_factor and self._recent and loss > self.spike_factor * statistics.median(self._recent) > 0:
+            self.reason = (f"loss spike: total_loss={loss:.6g} > {self.spike_factor:g} x the median "
+                           f"{statistics.median(self._recent):.6g} of the last {len(self._recent)} steps "
+                           "(loss_spike_factor)")
+        else:
+            self._recent.append(loss)
+            self.accepted_step = global_step
+            return True
+        self.failed_step = global_step
+        return False
+
+    def reject(self, global_step: int, reason: str) -> None:
+        """Fail the run at `global_step` for a reason found outside the loss (a non-finite parameter)."""
+        if not self.failed:
+            self.failed_step, self.reason = global_step, reason
+
+
 class LossCallBack(Callback):
-    """Progress and loss log; stops training on a NaN/Inf loss.
+    """Progress and loss log; stops training at the first step `guard` rejects (NaN/Inf, loss spike).
 
     Every step appends `<whole seconds since start> epoch: <e> step: <s> total_loss: <%.5f>` to
     `<log_dir>/loss_<rank_id>.log` (the original's format; `step` counts within the epoch). Every `per_print_times`
@@ -138,11 +190,12 @@ class LossCallBack(Callback):
 
     `initial_step`: global step the run starts from (resume), for messages only; `last_epoch`: the epoch the whole
     run ends with, when this `Model.train` call is only a part of it (shown as the epoch total, ETA to its end).
-    After training, `nonfinite_step` is the global step whose loss was NaN/Inf (None if none was).
+    `guard`: the DivergenceGuard every step is checked with (default: NaN/Inf only); after training its
+    `failed_step` is the step that stopped it (None if none did).
     """
 
     def __init__(self, per_print_times: int = 1, rank_id: int = 0, log_dir: str = ".", initial_step: int = 0,
-                 last_epoch: int | None = None):
+                 last_epoch: int | None = None, guard: DivergenceGuard | None = None):
         super().__init__()
         if not isinstance(per_print_times, int) or per_print_times < 0:
             raise ValueError(f"per_print_times must be an int >= 0, got {per_print_times!r}")
@@ -151,7 +204,7 @@ class LossCallBack(Callback):
         self.log_path = os.path.join(log_dir, f"loss_{rank_id}.log")
         self.initial_step = initial_step
         self.last_epoch = last_epoch
-        self.nonfinite_step: int | None = None
+        self.guard = guard if guard is not None else DivergenceGuard(spike_factor=0)
         self._start = time.time()
         self._last_step_end: float | None = None
         self._first_step_seconds: float | None = None
@@ -199,9 +252,8 @@ class LossCallBack(Callback):
             parts.append(f"{per_step:.2f} s/step ETA {format_duration(per_step * remaining)}")
             print(" | ".join(parts), flush=True)
 
-        if not outputs_are_finite(loss, terms):
-            self.nonfinite_step = global_step
-            print(f"ERROR: non-finite loss (total_loss={loss}) at global step {global_step} "
-                  f"(epoch {epoch}, step {step_in_epoch}); stopping training. The parameters after this step are "
-                  "not saved; resume from the last checkpoint written before it.", file=sys.stderr, flush=True)
+        if not self.guard.check(global_step, loss, terms):
+            print(f"ERROR: {self.guard.reason} at global step {global_step} (epoch {epoch}, step {step_in_epoch}); "
+                  "stopping training. The weights this loss was computed from and every later state are not "
+                  "saved.", file=sys.stderr, flush=True)
             run_context.request_stop()

@@ -1,18 +1,22 @@
-"""What the entry points (train.py, eval.py, export.py, postprogress.py, src/mindir_infer.py) share: the device and
-execution mode, the kernels and dtype the network runs with on a device, loading a network for inference, and one
-line plus an exit status for every error a user can fix.
+"""What the entry points (train.py, eval.py, export.py, infer.py, postprogress.py, src/mindir_infer.py) share: the
+device and execution mode, the kernels and dtype the network runs with on a device, loading a network for inference,
+and one line plus an exit status for every error a user can fix.
+
+`python -m src.runtime DEVICE_TARGET` exits 0 when this MindSpore can run DEVICE_TARGET, else prints why (one line)
+and exits 2: the launchers check this before they start a run in the background.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
 
 import mindspore as ms
 
-from src.errors import DeviceError, FasterRcnnError
+from src.errors import USAGE_STATUS, DeviceError, FasterRcnnError
 from src.FasterRcnn import Kernels, build_infer_model, build_model
-from src.model_utils.config import get_config
+from src.model_utils.config import get_config, parse_bool
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import run_with_modelarts
 from src.network_checkpoint import load_for_inference
@@ -25,16 +29,22 @@ DEVICE_AVAILABLE = {
     "CPU": ms.device_context.cpu.is_available,
 }
 MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
-FAILURE_STATUS = 1
+DEBUG_OPTION = "--debug="
 
 
-def set_up_device(device_target: str, run_mode: str = "GRAPH", device_id: int = 0) -> None:
-    """Execution mode and device for the process; DeviceError when this MindSpore cannot run `device_target`."""
+def check_device(device_target: str) -> None:
+    """DeviceError when this MindSpore installation cannot run `device_target`."""
     if device_target not in DEVICE_AVAILABLE:
         raise DeviceError(f"device_target={device_target!r}: expected one of {list(DEVICE_AVAILABLE)}")
     if not DEVICE_AVAILABLE[device_target]():
         raise DeviceError(f"device_target={device_target} is not available in this MindSpore installation "
-                          f"({ms.__version__}); use --device_target=CPU or install MindSpore for {device_target}")
+                          f"({ms.__version__}); use --device_target=CPU (the scripts/*_cpu.sh launchers) or "
+                          f"install MindSpore for {device_target}")
+
+
+def set_up_device(device_target: str, run_mode: str = "GRAPH", device_id: int = 0) -> None:
+    """Execution mode and device for the process; DeviceError when this MindSpore cannot run `device_target`."""
+    check_device(device_target)
     ms.set_context(mode=MODES[run_mode])
     ms.set_device(device_target, None if device_target == "CPU" else device_id)
     if device_target == "GPU":
@@ -75,22 +85,51 @@ def load_inference_network(cfg, ckpt_path: str, *, test_batch_size: int | None =
     return net
 
 
-def run_main(main: Callable[[], object], program: str) -> int:
+def debug_requested(argv: list[str]) -> bool:
+    """Whether the command line asks for tracebacks (`--debug=True`; the last one counts, unreadable ones do not)."""
+    values = [arg[len(DEBUG_OPTION):] for arg in argv if arg.startswith(DEBUG_OPTION)]
+    try:
+        return bool(values) and parse_bool(values[-1])
+    except argparse.ArgumentTypeError:
+        return False
+
+
+def run_main(main: Callable[[], object], program: str, debug: Callable[[], bool] | None = None) -> int:
     """Run an entry point's `main`; a FasterRcnnError (config, data, checkpoint, device, export, inference,
-    training) becomes `<program>: error: <message>` on stderr and exit status 1, without a traceback."""
+    training) becomes `<program>: error: <message>` on stderr and its exit_status (2 for usage errors, 1 when
+    training stopped), without a traceback unless `debug()` (default: --debug=True on the command line)."""
     try:
         main()
     except FasterRcnnError as err:
+        if (debug or (lambda: debug_requested(sys.argv[1:])))():
+            raise
         print(f"{program}: error: {err}", file=sys.stderr, flush=True)
-        return FAILURE_STATUS
+        return err.exit_status
     return 0
 
 
 def run_job(job: Callable[[object], object], program: str) -> int:
     """An entry point's main: `job(config)` with the command line's config (on ModelArts between copying the data in
-    and the results out), through `run_main`; returns the exit status."""
+    and the results out), through `run_main` (tracebacks when the config's `debug` is set); returns the exit
+    status."""
+    config = {}
+
     def run() -> None:
-        cfg = get_config()
+        config["cfg"] = cfg = get_config()
         run_with_modelarts(cfg, lambda: job(cfg))
 
-    return run_main(run, program)
+    def debug() -> bool:
+        return bool(config["cfg"].debug) if "cfg" in config else debug_requested(sys.argv[1:])
+
+    return run_main(run, program, debug)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m src.runtime DEVICE_TARGET", file=sys.stderr)
+        return USAGE_STATUS
+    return run_main(lambda: check_device(argv[0]), "device check", debug=lambda: False)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -53,18 +53,23 @@ PER_CLASS_FIELDS = ("class", "category_id", "ground_truth", "AP", "AP50")
 
 def load_ground_truth(anno_path: str, dataset: str, classes: Sequence[str]) -> COCO:
     """The evaluation ground truth: a COCO json (`dataset` "coco"), else the TXT label file turned into a COCO
-    object as the original does (categories = `classes`, the background at id 0). DataError if unusable."""
+    object as the original does (categories = `classes`, the background at id 0). DataError if unusable or if it
+    lists no image."""
     if not anno_path or not os.path.isfile(anno_path):
         raise DataError(f"annotation file not found: {anno_path!r} (config key anno_path)")
     if dataset != "coco":
         coco = COCO()
         coco.dataset = txt_to_coco_dict(anno_path, classes)
         coco.createIndex()
-        return coco
-    try:
-        return COCO(anno_path)
-    except (ValueError, KeyError, TypeError, AssertionError) as err:
-        raise DataError(f"{anno_path} is not a COCO annotation file ({type(err).__name__}: {err})") from None
+    else:
+        try:
+            coco = COCO(anno_path)
+        except (ValueError, KeyError, TypeError, AssertionError) as err:
+            raise DataError(f"{anno_path} is not a COCO annotation file ({type(err).__name__}: {err})") from None
+    if not coco.getImgIds():
+        raise DataError(f"{anno_path}: no images (a COCO json needs a non-empty 'images' list; a TXT file one line "
+                        "per image)")
+    return coco
 
 
 def select_detections(bboxes: np.ndarray, labels: np.ndarray, mask: np.ndarray,

@@ -208,8 +208,8 @@ def test_infer_script_on_ascend_needs_the_toolkit(work, exported, tmp_path):
     result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), str(exported),
                   str(work / "coco" / "val2017"), str(work / "coco" / "annotations" / "instances_val2017.json")],
                  cwd=tmp_path, check=False, env_extra={"ASCEND_HOME_PATH": str(tmp_path / "no_toolkit")})
-    assert result.returncode == 1
-    assert "no Ascend toolkit" in result.stdout and "DEVICE_TARGET=CPU" in result.stdout
+    assert result.returncode == 2
+    assert "run_infer_310.sh: error: no Ascend toolkit" in result.stderr and "DEVICE_TARGET=CPU" in result.stderr
     assert os.listdir(tmp_path) == []  # nothing built, nothing run
 
 
@@ -220,14 +220,14 @@ def test_infer_script_on_ascend_needs_the_toolkit(work, exported, tmp_path):
 def test_unsupported_export_formats_fail_before_any_work(tmp_path, file_format, message):
     result = python("export.py", "--device_target=CPU", f"--file_format={file_format}",
                     "--ckpt_file=missing.ckpt", cwd=tmp_path, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and os.listdir(tmp_path) == []
 
 
 def test_eval_names_a_missing_checkpoint(tmp_path):
     result = python("eval.py", "--device_target=CPU", "--checkpoint_path=nowhere.ckpt", cwd=tmp_path, check=False)
-    assert result.returncode == 1 and "checkpoint file not found: 'nowhere.ckpt'" in result.stderr
+    assert result.returncode == 2 and "checkpoint file not found: 'nowhere.ckpt'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -238,7 +238,7 @@ def test_eval_rejects_a_checkpoint_of_another_network(work, tmp_path):
                     f"--anno_path={work / 'coco' / 'annotations' / 'instances_val2017.json'}",
                     f"--coco_root={work / 'coco'}", f"--mindrecord_dir={tmp_path / 'mindrecord'}", *SIZE_ARGS,
                     cwd=tmp_path, check=False)
-    assert result.returncode == 1, result.stdout[-2000:]
+    assert result.returncode == 2, result.stdout[-2000:]
     assert "is not a Faster R-CNN-DCN checkpoint" in result.stderr and "bias, weight" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -289,6 +289,6 @@ def test_postprogress_names_images_without_results(work, tmp_path):
     (tmp_path / "results").mkdir()
     result = python("postprogress.py", f"--anno_path={work / 'coco' / 'annotations' / 'instances_val2017.json'}",
                     f"--result_path={tmp_path / 'results'}", cwd=tmp_path, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "2 of the 2 images of the annotation file have no results" in result.stderr
     assert "000000000001.png" in result.stderr

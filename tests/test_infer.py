@@ -181,5 +181,5 @@ def test_the_exported_mindir_gives_the_same_detections(work, inferred, reference
 ])
 def test_nothing_to_do_is_one_clear_error(tmp_path, args, message):
     result = python("infer.py", "--device_target=CPU", *args, cwd=tmp_path, check=False)
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
     assert "Traceback" not in result.stderr and os.listdir(tmp_path) == []

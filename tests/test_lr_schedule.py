@@ -77,6 +77,12 @@ def test_cosine_to_zero_spans_the_run_after_the_warmup():
     assert lr[900:] == [0.0] * 100
 
 
-def test_cosine_to_zero_needs_steps_after_the_warmup():
-    with pytest.raises(ValueError, match="warmup_step"):
-        dynamic_lr(_cfg(lr_cosine_to_zero=True, warmup_step=900), steps_per_epoch=100)
+def test_a_run_shorter_than_its_warmup_gets_it_clipped_to_half_with_a_warning(capsys):
+    # 2 epochs of 10 steps with warmup_step 50: the warm-up becomes 10 steps, the cosine spans the other 10.
+    lr = dynamic_lr(_cfg(lr_cosine_to_zero=True, warmup_step=50, epoch_size=2), steps_per_epoch=10)
+    assert "warmup_step=50 is not shorter than this run (2 epoch(s) of 10 steps)" in capsys.readouterr().err
+    assert lr[0] == pytest.approx(0.0025, abs=1e-12)
+    assert lr[5] == pytest.approx(0.0025 + 0.0375 * 5 / 10, abs=1e-12)  # the warm-up of 10 steps
+    assert lr[10] == pytest.approx(0.04, abs=1e-12)
+    assert lr[15] == pytest.approx(0.02, abs=1e-12)  # half-way through the 10 cosine steps
+    assert lr[20:] == [0.0] * 10

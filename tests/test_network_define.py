@@ -16,6 +16,7 @@ from src.fileio import partial_files
 from src.network_checkpoint import AtomicCheckpoint
 from src.network_define import (
     LOSS_TERMS,
+    DivergenceGuard,
     LossCallBack,
     LossNet,
     TrainOneStepCell,
@@ -204,11 +205,11 @@ def test_loss_callback_stops_on_non_finite_loss(tmp_path, capsys, bad):
     cb.on_train_begin(None)
     ctx = _Ctx(net_outputs=_outputs(1.0), cur_step_num=1, cur_epoch_num=5, batch_num=10, epoch_num=2)
     cb.on_train_step_end(ctx)
-    assert not ctx.stop and cb.nonfinite_step is None
+    assert not ctx.stop and not cb.guard.failed
     ctx = _Ctx(net_outputs=_outputs(bad), cur_step_num=2, cur_epoch_num=5, batch_num=10, epoch_num=2)
     cb.on_train_step_end(ctx)
     assert ctx.stop
-    assert cb.nonfinite_step == 42
+    assert cb.guard.failed_step == 42
     assert "global step 42" in capsys.readouterr().err
 
 
@@ -218,7 +219,7 @@ def test_loss_callback_stops_on_non_finite_term(tmp_path):
     terms = np.array([1, 1, 1, np.nan, 1, 1], np.float32)
     ctx = _Ctx(net_outputs=_outputs(1.0, terms), cur_step_num=1, cur_epoch_num=1, batch_num=10, epoch_num=1)
     cb.on_train_step_end(ctx)
-    assert ctx.stop and cb.nonfinite_step == 1
+    assert ctx.stop and cb.guard.failed_step == 1
 
 
 def test_loss_callback_rejects_bad_print_interval():
@@ -258,15 +259,76 @@ def test_atomic_checkpoint_counts_global_steps_after_resume(tmp_path):
     assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "*.ckpt"))] == ["faster_rcnn-1_2.ckpt"]
 
 
-def test_atomic_checkpoint_never_saves_a_non_finite_state(tmp_path):
+def test_atomic_checkpoint_keeps_only_states_whose_next_loss_passed(tmp_path):
     net, cell = _train_cell(sens=1.0)
     cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=1, keep_checkpoint_max=10)
     cb.on_train_step_end(_ckpt_ctx(cell, 1))
-    cb.on_train_step_end(_ckpt_ctx(cell, 2, loss=float("nan")))
-    cb.on_train_step_end(_ckpt_ctx(cell, 3))  # parameters are already poisoned
-    cb.on_train_end(_ckpt_ctx(cell, 3))
-    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "*.ckpt"))] == ["faster_rcnn-1_1.ckpt"]
-    assert cb.latest.endswith("faster_rcnn-1_1.ckpt")
+    assert glob.glob(str(tmp_path / "*.ckpt")) == []  # the state after step 1 waits for step 2's loss
+    cb.on_train_step_end(_ckpt_ctx(cell, 2))
+    # Step 3's loss, computed from the state after step 2, is NaN: that state is never saved, nor any later one.
+    cb.on_train_step_end(_ckpt_ctx(cell, 3, loss=float("nan")))
+    cb.on_train_step_end(_ckpt_ctx(cell, 4))
+    cb.on_train_end(_ckpt_ctx(cell, 4))
+    assert sorted(os.listdir(tmp_path)) == ["faster_rcnn-1_1.ckpt"]
+    assert cb.latest.endswith("faster_rcnn-1_1.ckpt") and cb.guard.failed_step == 3
+
+
+def test_divergence_guard_bounds_the_loss_by_the_running_median():
+    guard = DivergenceGuard(spike_factor=100, window=3)
+    assert guard.check(1, 1e6)  # the first step has nothing to compare with
+    assert all(guard.check(step, loss) for step, loss in [(2, 4.0), (3, 2.0)])
+    # median of the window (1e6, 4, 2) = 4: bound 400
+    assert guard.check(4, 399.0)
+    # window now (4, 2, 399): median 4 again; 401 > 400
+    assert not guard.check(5, 401.0)
+    assert guard.failed_step == 5 and guard.accepted_step == 4
+    assert "total_loss=401 > 100 x the median 4 of the last 3 steps (loss_spike_factor)" in guard.reason
+    assert not guard.check(6, 1.0)  # once failed, the run is not trusted any more
+    assert guard.failed_step == 5
+
+
+@pytest.mark.parametrize("factor, loss, accepted", [(0, 1e30, True), (0, float("nan"), False),
+                                                     (100, float("inf"), False), (100, 99.0, True)])
+def test_divergence_guard_without_spike_factor_only_rejects_non_finite(factor, loss, accepted):
+    guard = DivergenceGuard(spike_factor=factor)
+    assert guard.check(1, 1.0)
+    assert guard.check(2, loss) is accepted
+
+
+def test_divergence_guard_rejects_a_negative_factor():
+    with pytest.raises(ValueError, match="spike_factor"):
+        DivergenceGuard(spike_factor=-1)
+
+
+def test_atomic_checkpoint_discards_the_state_a_spike_was_computed_from(tmp_path):
+    net, cell = _train_cell(sens=1.0)
+    guard = DivergenceGuard(spike_factor=10)
+    loss_cb = LossCallBack(log_dir=str(tmp_path), guard=guard, per_print_times=0)
+    ckpt_cb = AtomicCheckpoint(str(tmp_path / "ckpt"), save_checkpoint_steps=2, keep_checkpoint_max=10, guard=guard)
+    loss_cb.on_train_begin(None)
+    for step, loss in enumerate([3.0, 2.0, 1.5, 1.0, 1.2, 30.0, 1.0], start=1):
+        ctx = _ckpt_ctx(cell, step, loss=loss)
+        ctx.params.epoch_num = 4
+        for cb in (loss_cb, ckpt_cb):
+            cb.on_train_step_end(ctx)
+        if ctx.stop:
+            break
+    ckpt_cb.on_train_end(ctx)
+    # Step 6: 30 > 10 x median(3, 2, 1.5, 1, 1.2) = 15: stop. The state after step 4 passed (step 5's loss 1.2);
+    # the one after step 6 was never written (not a saving step) and nothing after the stop is saved.
+    assert step == 6 and guard.failed_step == 6 and "loss_spike_factor" in guard.reason
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["faster_rcnn-1_2.ckpt", "faster_rcnn-2_2.ckpt"]
+    assert ckpt_cb.latest.endswith("faster_rcnn-2_2.ckpt")
+
+
+def test_a_killed_runs_pending_checkpoint_is_removed_and_never_taken_for_one(tmp_path):
+    net, cell = _train_cell(sens=1.0)
+    cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=1, keep_checkpoint_max=10)
+    cb.on_train_step_end(_ckpt_ctx(cell, 1))
+    assert sorted(os.listdir(tmp_path)) == [".faster_rcnn-1_1.pending.ckpt"]  # the process dies here
+    assert glob.glob(str(tmp_path / "faster_rcnn-*.ckpt")) == []
+    AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=1, keep_checkpoint_max=10)  # the next run
+    assert os.listdir(tmp_path) == []
 
 
 def test_atomic_checkpoint_never_saves_non_finite_parameters(tmp_path, capsys):
@@ -275,10 +337,13 @@ def test_atomic_checkpoint_never_saves_non_finite_parameters(tmp_path, capsys):
     cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=1, keep_checkpoint_max=10)
     cb.on_train_step_end(_ckpt_ctx(cell, 1))
     net.w.set_data(Tensor(np.array([1.0, np.inf, 0.0], np.float32)))
-    cb.on_train_step_end(_ckpt_ctx(cell, 2))
+    ctx = _ckpt_ctx(cell, 2)
+    cb.on_train_step_end(ctx)
+    assert ctx.stop and cb.guard.failed_step == 2
     net.w.set_data(Tensor(np.zeros(3, np.float32)))  # whatever happens next, the run is not trusted any more
     cb.on_train_step_end(_ckpt_ctx(cell, 3))
-    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "*.ckpt"))] == ["faster_rcnn-1_1.ckpt"]
+    cb.on_train_end(_ckpt_ctx(cell, 3))
+    assert sorted(os.listdir(tmp_path)) == ["faster_rcnn-1_1.ckpt"]
     assert "parameter w is not finite after global step 2" in capsys.readouterr().err
 
 
@@ -286,6 +351,7 @@ def test_interrupted_save_leaves_no_file_under_the_final_name(tmp_path, monkeypa
     net, cell = _train_cell(sens=1.0)
     cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=1, keep_checkpoint_max=10)
     cb.on_train_step_end(_ckpt_ctx(cell, 1))
+    cb.on_train_step_end(_ckpt_ctx(cell, 2))
     good = (tmp_path / "faster_rcnn-1_1.ckpt").read_bytes()
 
     def dies_half_way(network, path, append_dict=None):
@@ -295,8 +361,8 @@ def test_interrupted_save_leaves_no_file_under_the_final_name(tmp_path, monkeypa
 
     monkeypatch.setattr(network_checkpoint, "save_checkpoint", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        cb.on_train_step_end(_ckpt_ctx(cell, 2))
-    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "*.ckpt"))] == ["faster_rcnn-1_1.ckpt"]
+        cb.on_train_step_end(_ckpt_ctx(cell, 3))  # promotes step 2's state, then dies writing step 3's
+    assert sorted(os.listdir(tmp_path)) == ["faster_rcnn-1_1.ckpt", "faster_rcnn-1_2.ckpt"]
     assert (tmp_path / "faster_rcnn-1_1.ckpt").read_bytes() == good
 
 

@@ -91,9 +91,9 @@ def test_a_file_without_loss_lines_is_named(tmp_path, capsys):
     path.write_text("nothing to see\n")
     with pytest.raises(DataError, match="notes.txt: no loss lines"):
         parse_loss_log(str(path))
-    assert main([str(path), "--out", str(tmp_path / "x.png")]) == 1
+    assert main([str(path), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("plot_log: error: ") and "notes.txt: no loss lines" in err and "Traceback" not in err
-    assert main([str(tmp_path / "missing.log"), "--out", str(tmp_path / "x.png")]) == 1
+    assert main([str(tmp_path / "missing.log"), "--out", str(tmp_path / "x.png")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

@@ -1,11 +1,14 @@
 """The entry points' shared runtime: kernels and dtype per device, device set-up, errors as one line."""
+import sys
+
 import mindspore as ms
 import pytest
 
-from src.errors import CheckpointError, ConfigError, DataError, DeviceError
+from src.errors import CheckpointError, ConfigError, DataError, DeviceError, TrainingError
 from src.FasterRcnn import Kernels
 from src.model_utils.config import get_config
 from src.runtime import CPU_KERNELS_ENV, device_id, network_dtype, network_kernels, run_main, set_up_device
+from src.runtime import main as runtime_main
 
 
 def test_kernels_follow_the_device_the_switch_and_export(monkeypatch):
@@ -37,13 +40,35 @@ def test_a_device_this_installation_lacks_is_one_clear_error():
 
 @pytest.mark.parametrize("error", [ConfigError("--img_width=641: a multiple of 32"), DataError("a.json:3: bad box"),
                                    CheckpointError("x.ckpt: no such file"), DeviceError("no GPU")])
-def test_known_errors_become_one_line_and_status_1(error, capsys):
+def test_usage_errors_become_one_line_and_status_2(error, capsys, monkeypatch):
     def main():
         raise error
 
-    assert run_main(main, "prog.py") == 1
+    monkeypatch.setattr(sys, "argv", ["prog.py"])
+    assert run_main(main, "prog.py") == 2
     err = capsys.readouterr().err
     assert err == f"prog.py: error: {error}\n"
+
+
+def test_a_stopped_training_is_status_1_and_debug_keeps_the_traceback(capsys, monkeypatch):
+    def main():
+        raise TrainingError("training stopped at global step 4")
+
+    monkeypatch.setattr(sys, "argv", ["prog.py"])
+    assert run_main(main, "prog.py") == 1
+    assert capsys.readouterr().err == "prog.py: error: training stopped at global step 4\n"
+    for argv in (["prog.py", "--debug=True"], ["prog.py", "--debug=false", "--debug=1"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(TrainingError):
+            run_main(main, "prog.py")
+    monkeypatch.setattr(sys, "argv", ["prog.py", "--debug=maybe"])
+    assert run_main(main, "prog.py") == 1
+
+
+def test_the_device_check_of_the_launchers(capsys):
+    assert runtime_main(["CPU"]) == 0
+    assert runtime_main(["Ascend"]) == 2
+    assert "device check: error: device_target=Ascend is not available" in capsys.readouterr().err
 
 
 def test_other_errors_keep_their_traceback():

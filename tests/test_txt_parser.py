@@ -167,3 +167,31 @@ def test_fuzz_valid_boxes_round_trip(x1, y1, w, h, label, crowd):
         return
     parsed = parse_txt_box(f"{x1!r},{y1!r},{x2!r},{y2!r},{label},{crowd}", NUM_CLASSES, WHERE)
     assert parsed == [x1, y1, x2, y2, label, crowd]
+
+
+_GOOD_LINE = st.tuples(st.text(st.characters(categories=["L", "N"], include_characters=" ._-"), min_size=1,
+                                max_size=10).filter(lambda t: t.strip() and "," not in t),
+                       st.lists(st.tuples(_COORD, _COORD, st.integers(1, NUM_CLASSES - 1)), max_size=3))
+
+
+@settings(max_examples=100, deadline=None)
+@given(lines=st.lists(_GOOD_LINE, min_size=1, max_size=6, unique_by=lambda line: line[0].strip()),
+       bom=st.booleans(), crlf=st.booleans(), blank_lines=st.booleans())
+def test_fuzz_files_from_other_tools_read_like_plain_ones(tmp_path_factory, lines, bom, crlf, blank_lines):
+    """A BOM, CRLF line ends and blank lines change nothing; paths with spaces come back whole."""
+    def text(bom, newline, blank):
+        rows = [" ".join([name.strip(), *(f"{x!r},{y!r},{x + 5!r},{y + 5!r},{c},0" for x, y, c in boxes)])
+                for name, boxes in lines]
+        if blank:
+            rows = [row for r in rows for row in (r, "")]
+        return ("\ufeff" if bom else "") + newline.join(rows) + newline
+
+    folder = tmp_path_factory.mktemp("fuzz_txt")
+    classes = [f"class{i}" for i in range(NUM_CLASSES)]
+    plain, other = folder / "plain.txt", folder / "other.txt"
+    plain.write_bytes(text(False, "\n", False).encode("utf-8"))
+    other.write_bytes(text(bom, "\r\n" if crlf else "\n", blank_lines).encode("utf-8"))
+    got, expected = (read_txt_records(str(p), str(folder), classes) for p in (other, plain))
+    assert [r.path for r in got] == [str(folder / name.strip()) for name, _ in lines] == [r.path for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)

@@ -135,16 +135,17 @@ def _typed(key: str, default: Any):
         return parse_bool
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         kind = type(default)
+        expected = "an integer" if kind is int else "a number"
 
         def number(text: str):
             try:
                 value = ast.literal_eval(text.strip())
             except (ValueError, SyntaxError):
-                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+                raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
             if kind is int and float(value) != int(value):
-                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+                raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
             return kind(value)
 
         return number
