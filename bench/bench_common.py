@@ -27,7 +27,8 @@ NETWORK_IMG_HEIGHT, NETWORK_IMG_WIDTH = 768, 1280  # default image size of the w
 def add_kernels_option(parser: argparse.ArgumentParser) -> None:
     """--kernels: what computes ROIAlign, the deformable convolutions and NMS; read it with `Kernels(args.kernels)`."""
     parser.add_argument("--kernels", choices=[k.value for k in Kernels], default=Kernels.CPU.value,
-                        help="this project's CPU kernels or MindSpore's own operators (default: %(default)s)")
+                        help="this project's CPU kernels, MindSpore's own operators or the exported graph's gathers "
+                             "(default: %(default)s)")
 
 
 def network_bench_parser(description: str, batch_size: int, unit: str) -> argparse.ArgumentParser:

@@ -1,5 +1,7 @@
-"""Inference benchmark of the whole network (FasterRcnnInfer, as export/eval run it) and of its exported MINDIR
-(as run_infer_310.sh runs it on the CPU: `mindspore.load` + `nn.GraphCell`), printed as tables.
+"""Inference benchmark of the whole network (FasterRcnnInfer, as eval.py runs it; `--kernels cpu`, the default, is
+this project's CPU kernels) and of the MINDIR that export.py writes for the same weights (its `export_network`:
+MindSpore's own operators, as deployed), run as run_infer_310.sh runs it on the CPU (`mindspore.load` +
+`nn.GraphCell`), printed as tables.
 
     GLOG_v=3 .venv/bin/python bench/bench_infer.py [--img_height 768] [--img_width 1280] [--batch_size 1]
                                                    [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE]
@@ -7,7 +9,7 @@
 
 Reference weights of the fidelity fixture, a noise image. Reported: graph compile time (first call minus the
 median call), median s/image over `--steps` timed calls after `--warmup` untimed ones, images/s, peak RSS (after
-the network part); then the `ms.export` time and the same figures for the MINDIR. The last line is one json
+the network part); then export.py's export time and the same figures for its MINDIR. The last line is one json
 object. `--profile` prints the 10 most expensive operator types of one more call of the network.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.bench_common import (  # noqa: E402
     profile_top_ops,
     time_calls,
 )
+from export import export_network  # noqa: E402
 from src.FasterRcnn import Kernels, build_infer_model  # noqa: E402
 
 
@@ -41,7 +44,8 @@ def main() -> None:
     parser = network_bench_parser(__doc__, batch_size=1, unit="call")
     parser.add_argument("--no_mindir", action="store_true", help="skip the export and the MINDIR measurement")
     args = parse_network_bench_args(parser)
-    net = build_infer_model(bench_config(args), kernels=Kernels(args.kernels), test_batch_size=args.batch_size)
+    cfg = bench_config(args)
+    net = build_infer_model(cfg, kernels=Kernels(args.kernels), test_batch_size=args.batch_size)
     load_reference_weights(net, prefix="network.")
     rng = np.random.default_rng(0)
     img = Tensor(rng.standard_normal((args.batch_size, 3, args.img_height, args.img_width)).astype(np.float32))
@@ -54,7 +58,8 @@ def main() -> None:
     timing = time_calls(run_once, args.warmup, args.steps)
     rss = peak_rss_mb()
     masks = run_once()
-    print_table(f"inference, {args.mode}, {args.img_height}x{args.img_width}, batch {args.batch_size}", [
+    print_table(f"inference of the network ({args.kernels} kernels), {args.mode}, {args.img_height}x{args.img_width}, "
+                f"batch {args.batch_size}", [
         *call_rows(timing, args.batch_size),
         ("candidate detections", str(int(masks.sum()))),
         ("peak RSS", f"{rss:.0f} MB"),
@@ -65,7 +70,7 @@ def main() -> None:
               "compile_s": round(timing.compile_s, 2), "s_per_image_median": round(timing.median / args.batch_size, 3),
               "peak_rss_mb": round(rss)}
     if not args.no_mindir:
-        result.update(bench_mindir(net, img, metas, masks, args))
+        result.update(bench_mindir(net, cfg, img, metas, masks, args))
     print(json.dumps(result))
 
 
@@ -75,29 +80,34 @@ def call_rows(timing: Timing, batch_size: int) -> list[tuple[str, str]]:
     return [*timing.rows("call"), ("s/image", f"{per_image:.3f}"), ("images/s", f"{1 / per_image:.3f}")]
 
 
-def bench_mindir(net, img, metas, net_masks, args) -> dict:
-    """Export `net` to MINDIR, run it through GraphCell; prints a table, returns the json fields."""
+def bench_mindir(net, cfg, img, metas, net_masks, args) -> dict:
+    """Export `net`'s weights with export.py's `export_network` and run the MINDIR through GraphCell; prints a
+    table, returns the json fields."""
     with tempfile.TemporaryDirectory(prefix="bench_mindir_") as folder:
-        base = os.path.join(folder, "faster_rcnn_dcn")
+        weights = os.path.join(folder, "weights.ckpt")
+        # the weights just timed, under a training checkpoint's names (the wrapper's `network.` prefix removed)
+        ms.save_checkpoint([{"name": p.name.removeprefix("network."), "data": p} for p in net.get_parameters()],
+                           weights)
         start = time.perf_counter()
-        ms.export(net, img, metas, file_name=base, file_format="MINDIR")
+        path = export_network(cfg.replace(ckpt_file=weights, file_format="MINDIR",
+                                          file_name=os.path.join(folder, "faster_rcnn_dcn")), args.batch_size)
         export_s = time.perf_counter() - start
-        size_mb = os.path.getsize(base + ".mindir") / 2 ** 20
+        size_mb = os.path.getsize(path) / 2 ** 20
         start = time.perf_counter()
-        graph = nn.GraphCell(ms.load(base + ".mindir"))
+        graph = nn.GraphCell(ms.load(path))
         load_s = time.perf_counter() - start
 
     def run_once():
         return graph(img, metas)[2].asnumpy()
 
     timing = time_calls(run_once, args.warmup, args.steps)
-    same = bool(np.array_equal(run_once(), net_masks))
-    print_table(f"MINDIR (mindspore.load + nn.GraphCell), {args.img_height}x{args.img_width}, "
+    candidates = int(run_once().sum())
+    print_table(f"export.py's MINDIR (mindspore.load + nn.GraphCell), {args.img_height}x{args.img_width}, "
                 f"batch {args.batch_size}", [
-        ("export (ms.export)", f"{export_s:.1f} s, {size_mb:.0f} MB"),
+        ("export (export.py's export_network)", f"{export_s:.1f} s, {size_mb:.0f} MB"),
         ("load (mindspore.load)", f"{load_s:.1f} s"),
         *call_rows(timing, args.batch_size),
-        ("same valid mask as the network", str(same)),
+        ("candidate detections", f"{candidates} (the network: {int(net_masks.sum())})"),
         ("peak RSS (whole run)", f"{peak_rss_mb():.0f} MB"),
     ])
     return {"export_s": round(export_s, 2), "mindir_compile_s": round(timing.compile_s, 2),

@@ -63,9 +63,12 @@ def network_dtype(device_target: str) -> ms.Type:
 
 
 def network_kernels(device_target: str, for_export: bool = False) -> Kernels:
-    """This project's C++ kernels on the CPU (unless FASTER_RCNN_CPU_KERNELS=0), MindSpore's operators elsewhere and
-    in exported graphs (a MINDIR must not reference the machine-local kernel library)."""
-    if device_target == "CPU" and not for_export and os.environ.get(CPU_KERNELS_ENV, "1") != "0":
+    """This project's C++ kernels on the CPU (unless FASTER_RCNN_CPU_KERNELS=0), MindSpore's operators elsewhere;
+    exported graphs compute the deformable sampling and RoIAlign as gathers (Kernels.GATHER: standard operators,
+    so a MINDIR references no machine-local library and runs on every device, and fast on the CPU)."""
+    if for_export:
+        return Kernels.GATHER
+    if device_target == "CPU" and os.environ.get(CPU_KERNELS_ENV, "1") != "0":
         return Kernels.CPU
     return Kernels.MINDSPORE
 

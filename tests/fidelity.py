@@ -35,7 +35,7 @@ TRAIN_OVERRIDES = dict(img_height=256, img_width=384, batch_size=2, num_gts=8, n
                        num_expected_pos_stage2=272, num_expected_neg_stage2=272)
 TRAIN_INPUTS = ("input", "img_metas", "gt_bboxes", "gt_labels", "gt_valids")
 
-KERNELS = {"cpu_kernels": Kernels.CPU, "mindspore_ops": Kernels.MINDSPORE}
+KERNELS = {"cpu_kernels": Kernels.CPU, "mindspore_ops": Kernels.MINDSPORE, "gathered_ops": Kernels.GATHER}
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 

@@ -169,7 +169,8 @@ def test_zero_offsets_is_shifted_plain_conv_with_edge_replication():
     _assert_close(out, expected, "zero offsets")
 
 
-@pytest.mark.parametrize("kernels", [Kernels.CPU, Kernels.MINDSPORE], ids=["cpu_kernel", "ms_ops"])
+@pytest.mark.parametrize("kernels", [Kernels.CPU, Kernels.MINDSPORE, Kernels.GATHER],
+                         ids=["cpu_kernel", "ms_ops", "gathered"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_cell_matches_original_and_trains_offsets(stride, kernels):
     rng = np.random.default_rng(11 + stride)

@@ -7,8 +7,9 @@ within 1e-3 of the stage's std, and the original's eval post-processing of the d
 score, best 128) matched as sets (same label, IoU >= 0.99, |score difference| <= 1e-3).
 
 Each check runs with this project's CPU kernels and with MindSpore's own operators (Kernels.MINDSPORE: the
-graph GPU and Ascend run), in GRAPH_MODE (what eval.py runs) and in PYNATIVE_MODE. The largest deviation of every
-stage is printed (run with -s to see it).
+graph GPU and Ascend run), in GRAPH_MODE (what eval.py runs) and in PYNATIVE_MODE, and with the gathers of the
+exported graph (Kernels.GATHER, what export.py writes) in GRAPH_MODE. The largest deviation of every stage is
+printed (run with -s to see it).
 """
 
 import numpy as np
@@ -27,7 +28,7 @@ from tests.fidelity import (
     reference_network,
 )
 
-pytestmark = pytest.mark.slow  # four network builds and graph compilations
+pytestmark = pytest.mark.slow  # five network builds and graph compilations
 
 FEATURE_TOL = 1e-3  # times the stage's std
 DET_MIN_IOU = 0.99
@@ -35,7 +36,7 @@ DET_SCORE_TOL = 1e-3
 BACKBONE_STAGES = ("backbone_c2", "backbone_c3", "backbone_c4", "backbone_c5")
 FPN_STAGES = ("fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6")
 RUNS = [("cpu_kernels", "graph"), ("cpu_kernels", "pynative"), ("mindspore_ops", "graph"),
-        ("mindspore_ops", "pynative")]
+        ("mindspore_ops", "pynative"), ("gathered_ops", "graph")]
 
 
 @pytest.fixture(scope="module")

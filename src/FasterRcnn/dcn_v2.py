@@ -20,6 +20,7 @@ from mindspore.common.initializer import HeNormal
 
 from src.custom_ops import DeformConv2dOriginal
 
+from .gathered_ops import deform_conv2d_gathered
 from .settings import Kernels
 
 KERNEL_SIZE = 3
@@ -67,8 +68,8 @@ class DeformConv2d(nn.Cell):
 
     Sub-cells `conv` (out, in, 3, 3), `p_conv` (18, in, 3, 3), `m_conv` (9, in, 3, 3) keep the original's
     parameter names. Input (N, in, H, W) -> (N, out, ceil(H / stride), ceil(W / stride)). Computed by the CPU
-    kernel `DeformConv2dOriginal` with Kernels.CPU (3-7x faster there, bench_kernels.py), else by
-    `ops.deformable_conv2d`.
+    kernel `DeformConv2dOriginal` with Kernels.CPU (3-7x faster there, bench_kernels.py), by gathers and a matmul
+    with Kernels.GATHER (gathered_ops.py, the exported graph), else by `ops.deformable_conv2d`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = KERNEL_SIZE, stride: int = 1,
@@ -86,6 +87,7 @@ class DeformConv2d(nn.Cell):
         self.m_conv = nn.Conv2d(in_channels, NUM_TAPS, KERNEL_SIZE, stride=stride, pad_mode="pad",
                                 padding=padding, has_bias=False, weight_init="zeros")
         self.cpu_deform = DeformConv2dOriginal(stride) if kernels is Kernels.CPU else None
+        self.gathered = kernels is Kernels.GATHER
 
     def construct(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """weight: used instead of conv.weight (a BatchNorm folded into it); offsets and mask come from x."""
@@ -96,5 +98,7 @@ class DeformConv2d(nn.Cell):
         offset_mask = ops.conv2d(x, offset_weight, stride=self.stride, pad_mode="pad", padding=PADDING)
         if self.cpu_deform is not None:
             return self.cpu_deform(x, offset_mask, weight)
+        if self.gathered:
+            return deform_conv2d_gathered(x, weight, offset_mask, self.stride, KERNEL_SIZE)
         return deform_conv2d_edge_clamped(x, weight, offset_mask, self.stride)
 

@@ -10,7 +10,8 @@ only sees the RoIs of that level: the others are handed to it as all-zero boxes,
 ROIAlignGrad kernels skip (a box with |x1| < 0.001 and |x2| < 0.001 is not computed; measured on the CPU op),
 so the pooled values of every RoI are the same numbers with a quarter of the work. A RoI that the kernels skip
 on its own (a degenerate box at the left edge) gets zeros here; the original leaves whatever the output
-buffer held. With Kernels.CPU, `MultiLevelRoIAlign` (src/custom_ops) computes the same in one C++ kernel.
+buffer held. With Kernels.CPU, `MultiLevelRoIAlign` (src/custom_ops) computes the same in one C++ kernel; with
+Kernels.GATHER (the exported graph) `multi_level_roi_align_gathered` does, in standard operators.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from mindspore import Tensor, nn, ops
 
 from src.custom_ops import MultiLevelRoIAlign
 
+from .gathered_ops import multi_level_roi_align_gathered
 from .settings import Kernels, RoiSettings
 
 # The original's offset inside log2(scale / finest_scale + eps): it keeps exact powers of two on the upper level.
@@ -68,6 +70,9 @@ class SingleRoIExtractor(nn.Cell):
         self.out_channels = settings.out_channels
         self.finest_scale = float(settings.finest_scale)
         self.num_levels = len(strides)
+        self.strides = tuple(strides)
+        self.sample_num = settings.sample_num
+        self.gathered = kernels is Kernels.GATHER
         self.aligners = [ops.ROIAlign(self.out_size, self.out_size, 1.0 / stride, settings.sample_num, 1)
                          for stride in strides]
         use_kernel = kernels is Kernels.CPU and self.num_levels == MULTI_LEVEL_KERNEL_LEVELS
@@ -78,6 +83,8 @@ class SingleRoIExtractor(nn.Cell):
         if self.cpu_align is not None:
             return self.cpu_align(rois, feats)
         levels = roi_levels(rois, self.finest_scale, self.num_levels)
+        if self.gathered:
+            return multi_level_roi_align_gathered(rois, feats, levels, self.strides, self.out_size, self.sample_num)
         computed = ops.logical_not(roi_align_skips(rois))
         batch_idx = rois[:, :1]
         boxes = rois[:, 1:]

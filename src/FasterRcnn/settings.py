@@ -24,7 +24,10 @@ class Kernels(enum.Enum):
     """Which implementation computes ROIAlign, the deformable convolution's sampling and NMS."""
 
     CPU = "cpu"  # this project's C++ kernels (src/custom_ops): the CPU only, several times faster there
-    MINDSPORE = "mindspore"  # MindSpore's operators (ROIAlign, DeformableOffsets, NMSWithMask): any device, MINDIR
+    MINDSPORE = "mindspore"  # MindSpore's operators (ROIAlign, DeformableOffsets, NMSWithMask): any device
+    # standard operators, deformable sampling and RoIAlign as gathers (gathered_ops.py), NMSWithMask: export.py's
+    # MINDIR (any device, no machine-local library, fast on the CPU); inference only
+    GATHER = "gather"
 
 
 def _ints(values: Iterable) -> tuple[int, ...]:
