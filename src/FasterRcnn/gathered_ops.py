@@ -133,7 +133,9 @@ def multi_level_roi_align_gathered(rois: Tensor, feats: tuple, levels: Tensor, s
     num_rois, span = index.shape[0], index.shape[1]
     pixels = ops.gather(table, index.reshape(-1), 0).reshape(num_rois, span, span * channels)
     dtype = table.dtype
-    by_rows = ops.bmm(row_weights.astype(dtype), pixels)  # (R, out, 2S * C)
-    by_rows = by_rows.reshape(num_rois, out_size, span, channels).transpose(0, 2, 1, 3)
-    pooled = ops.bmm(col_weights.astype(dtype), by_rows.reshape(num_rois, span, out_size * channels))
-    return pooled.reshape(num_rois, out_size, out_size, channels).transpose(0, 3, 2, 1)  # (R, C, row bin, col bin)
+    by_rows = ops.bmm(row_weights.astype(dtype), pixels)  # (R, row bin, 2S * C)
+    # then per (RoI, row bin): (col bin, 2S) @ (2S, C)
+    col_weights = ops.broadcast_to(col_weights.expand_dims(1), (num_rois, out_size, out_size, span))
+    pooled = ops.bmm(col_weights.reshape(-1, out_size, span).astype(dtype),
+                     by_rows.reshape(num_rois * out_size, span, channels))
+    return pooled.reshape(num_rois, out_size, out_size, channels).transpose(0, 3, 1, 2)  # (R, C, row bin, col bin)
