@@ -18,6 +18,7 @@ from mindspore import Parameter, Tensor, nn
 
 from src.FasterRcnn import Kernels
 from src.model_utils.config import get_config
+from src.runtime import set_up_device
 from tests.reference_ckpt import reference_params
 
 TOP_OPS = 10  # operator types listed by --profile
@@ -50,11 +51,11 @@ def network_bench_parser(description: str, batch_size: int, unit: str) -> argpar
 
 
 def parse_network_bench_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse the command line, check --steps and set the MindSpore context (CPU, --mode)."""
+    """Parse the command line, check --steps and set the MindSpore context as train.py and eval.py do (CPU, --mode)."""
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    ms.set_context(mode=ms.GRAPH_MODE if args.mode == "GRAPH" else ms.PYNATIVE_MODE, device_target="CPU")
+    set_up_device("CPU", args.mode)
     return args
 
 
