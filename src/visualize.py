@@ -45,22 +45,24 @@ def picture_for(source_bgr: np.ndarray | None, image_chw: np.ndarray, meta: np.n
 def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
                     class_names: Sequence[str]) -> np.ndarray:
     """A copy of `image_bgr` with each detection drawn: boxes (K, 5) [x1, y1, x2, y2, score] in its pixels,
-    labels (K,) foreground indices (name = class_names[label]); the lowest scores are drawn first."""
+    labels (K,) foreground indices (name = class_names[label]). Every box first, then every label on top of the
+    boxes, both lowest score first, so that no box line crosses a label and the best label is never covered."""
     canvas = image_bgr.copy()
-    for k in np.argsort(boxes[:, 4], kind="stable"):
-        x1, y1, x2, y2, score = boxes[k]
+    order = np.argsort(boxes[:, 4], kind="stable")
+    corners = [((int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))) for x1, y1, x2, y2, _ in boxes]
+    for k in order:
+        cv2.rectangle(canvas, *corners[k], class_color(int(labels[k])), LINE_THICKNESS)
+    for k in order:
         label = int(labels[k])
         name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
-        color = class_color(label)
-        top_left, bottom_right = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
-        cv2.rectangle(canvas, top_left, bottom_right, color, LINE_THICKNESS)
-        text = f"{name} {score:.2f}"
+        text = f"{name} {boxes[k, 4]:.2f}"
         (text_w, text_h), baseline = cv2.getTextSize(text, FONT, FONT_SCALE, 1)
         # the label sits on the box's top edge, moved inside the picture where the box touches its border
+        top_left = corners[k][0]
         text_x = max(min(top_left[0], canvas.shape[1] - text_w - 2 * TEXT_PADDING), 0)
         text_y = max(top_left[1], text_h + baseline + 2 * TEXT_PADDING)
         cv2.rectangle(canvas, (text_x, text_y - text_h - baseline - 2 * TEXT_PADDING),
-                      (text_x + text_w + 2 * TEXT_PADDING, text_y), color, cv2.FILLED)
+                      (text_x + text_w + 2 * TEXT_PADDING, text_y), class_color(label), cv2.FILLED)
         cv2.putText(canvas, text, (text_x + TEXT_PADDING, text_y - baseline - TEXT_PADDING), FONT, FONT_SCALE,
                     (0, 0, 0), 1, cv2.LINE_AA)
     return canvas

@@ -15,6 +15,7 @@ import pytest
 
 from infer import find_images, image_record, picture_names, score_threshold
 from src.model_utils.config import ROOT, get_config
+from src.visualize import class_color, draw_detections
 
 H, W = 128, 192  # small canvas (multiples of 32)
 SIZE_ARGS = [f"--img_height={H}", f"--img_width={W}"]
@@ -57,6 +58,15 @@ def test_record_keeps_the_scores_above_the_threshold_best_first_with_class_names
                           ["background", "cat", "dog", "car"], score_thr=0.5)
     assert record == {"file": "p.jpg", "height": 600, "width": 800, "boxes": [[5, 6, 7, 8], [9, 10, 11, 12]],
                       "scores": [0.9, 0.5], "labels": [3, 2], "names": ["car", "dog"]}
+
+
+def test_no_box_line_crosses_a_label():
+    # The better box's left edge (x = 30) runs through the label of the weaker one, which sits on top of y = 40.
+    boxes = np.float32([[10, 40, 150, 90, 0.3], [30, 20, 60, 95, 0.9]])
+    drawn = draw_detections(np.zeros((100, 200, 3), np.uint8), boxes, np.array([1, 2]), ["bg", "a", "b"])
+    assert tuple(drawn[39, 30]) == class_color(1)  # the weaker label's background, not the edge's colour
+    assert tuple(drawn[60, 30]) == class_color(2)  # the edge itself below the label
+    assert tuple(drawn[60, 10]) == class_color(1)  # and the weaker box's own left edge
 
 
 def test_threshold_defaults_to_the_drawing_threshold():
