@@ -24,7 +24,7 @@ from mindspore.train.callback import Callback
 from src.errors import ConfigError
 from src.evaluation import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
 from src.FasterRcnn import build_model
-from src.network_checkpoint import PendingCheckpoint, accepts, match_checkpoint, read_checkpoint
+from src.network_checkpoint import PendingCheckpoint, match_checkpoint, read_checkpoint
 from src.network_define import DivergenceGuard
 from src.runtime import network_dtype, network_kernels
 from src.util import SUMMARY_NAMES, load_ground_truth
@@ -63,27 +63,20 @@ class EvalCallback(Callback):
         self.best_path = best_path
         self.best_ap = best_ap
         self.initial_step = initial_step
-        self._owns_guard = guard is None
-        self.guard = DivergenceGuard(spike_factor=0) if guard is None else guard
-        self._pending = PendingCheckpoint()
+        self._pending = PendingCheckpoint(guard)
+        self.guard = self._pending.guard
         self._pending_ap = -math.inf
         self._start = time.time()
 
     def on_train_step_end(self, run_context):
         cb_params = run_context.original_args()
-        if accepts(self.guard, self.initial_step + cb_params.cur_step_num, cb_params.net_outputs, self._owns_guard):
-            self._promote()
-        else:
-            self._pending.discard()
+        self._promoted(self._pending.after_step(self.initial_step + cb_params.cur_step_num, cb_params.net_outputs))
 
     def on_train_end(self, run_context):
-        if self.guard.failed:
-            self._pending.discard()
-        else:
-            self._promote()
+        self._promoted(self._pending.at_end())
 
-    def _promote(self) -> None:
-        if self._pending.promote() is not None:
+    def _promoted(self, final: str | None) -> None:
+        if final is not None:
             self.best_ap = self._pending_ap
             print(f"{self.best_path}: the weights of AP {self.best_ap:.4f} passed the next step's check", flush=True)
 
@@ -101,7 +94,7 @@ class EvalCallback(Callback):
                       f"AP: {ap:.5f} AP50: {ap50:.5f}\n")
         note = f"best so far: AP {self.best_ap:.4f}" if self.best_ap > -math.inf else "first evaluation"
         if ap > self.best_ap:
-            self._pending.write(cb_params.train_network, self.best_path, global_step,
+            self._pending.write(cb_params.train_network, self.best_path,
                                 {"epoch_num": epoch, "step_num": global_step, BEST_AP_KEY: ap})
             self._pending_ap = ap
             note = f"new best ({note}), to be saved as {self.best_path} once the next step passes"

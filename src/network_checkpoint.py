@@ -195,39 +195,50 @@ def non_finite_parameter(cell: nn.Cell) -> str | None:
 
 
 class PendingCheckpoint:
-    """One checkpoint of a training cell that waits for its weights to be accepted: `write` saves it (atomically)
-    under the hidden `pending_path` of its final name, `promote` renames it to the final name, `discard` removes it.
-    A killed run leaves at most a hidden `.pending.ckpt`, never a file that is taken for a checkpoint."""
+    """One checkpoint of a training cell that waits for its weights to be accepted by `guard`: `write` saves it
+    (atomically) under the hidden `pending_path` of its final name; `after_step` gives it its final name when the
+    next step passed the guard and removes it when the guard rejected that step; `at_end` settles it when training
+    ends. A killed run leaves at most a hidden `.pending.ckpt`, never a file that is taken for a checkpoint.
 
-    def __init__(self):
+    `guard`: the DivergenceGuard that LossCallBack checks every step with; None: a NaN/Inf guard of this object's
+    own, which `after_step` checks itself.
+    """
+
+    def __init__(self, guard: DivergenceGuard | None = None):
+        self._owns_guard = guard is None
+        self.guard = DivergenceGuard(spike_factor=0) if guard is None else guard
         self.final: str | None = None
-        self.step: int | None = None
 
-    def write(self, cell: nn.Cell, final: str, step: int, append_dict: dict) -> None:
-        self.discard()
+    def write(self, cell: nn.Cell, final: str, append_dict: dict) -> None:
+        self._discard()
         with atomic_path(pending_path(final)) as tmp:
             save_checkpoint(cell, tmp, append_dict=append_dict)
-        self.final, self.step = final, step
+        self.final = final
 
-    def promote(self) -> str | None:
-        """Give the waiting checkpoint its final name; returns it (None when nothing waits)."""
+    def after_step(self, global_step: int, net_outputs) -> str | None:
+        """Settle the waiting checkpoint by the guard's verdict on step `global_step` (whose loss was computed from
+        its weights); returns its final path when it was promoted, else None."""
+        if self._owns_guard:
+            self.guard.check(global_step, *split_outputs(net_outputs))
+        return self.at_end()
+
+    def at_end(self) -> str | None:
+        """Promote the waiting checkpoint unless the guard has failed (then remove it); its final path or None."""
         final, self.final = self.final, None
-        if final is not None:
-            os.replace(pending_path(final), final)
+        if final is None:
+            return None
+        if self.guard.failed:
+            with contextlib.suppress(OSError):
+                os.remove(pending_path(final))
+            return None
+        os.replace(pending_path(final), final)
         return final
 
-    def discard(self) -> None:
+    def _discard(self) -> None:
         if self.final is not None:
             with contextlib.suppress(OSError):
                 os.remove(pending_path(self.final))
         self.final = None
-
-
-def accepts(guard: DivergenceGuard, global_step: int, net_outputs, owns_guard: bool) -> bool:
-    """Whether step `global_step` passed `guard` (checked here first when the callback owns the guard)."""
-    if owns_guard:
-        guard.check(global_step, *split_outputs(net_outputs))
-    return not guard.failed
 
 
 class AtomicCheckpoint(Callback):
@@ -256,10 +267,9 @@ class AtomicCheckpoint(Callback):
         self.keep_checkpoint_max = keep_checkpoint_max
         self.prefix = prefix
         self.initial_step = initial_step
-        self._owns_guard = guard is None
-        self.guard = DivergenceGuard(spike_factor=0) if guard is None else guard
+        self._pending = PendingCheckpoint(guard)
+        self.guard = self._pending.guard
         self.latest: str | None = None
-        self._pending = PendingCheckpoint()
         self._last_written_step: int | None = None
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, f".{prefix}-*{PENDING_SUFFIX}")):
@@ -268,21 +278,15 @@ class AtomicCheckpoint(Callback):
     def on_train_step_end(self, run_context):
         cb_params = run_context.original_args()
         global_step = self.initial_step + cb_params.cur_step_num
-        if not accepts(self.guard, global_step, cb_params.net_outputs, self._owns_guard):
-            self._pending.discard()
-            return
-        self._promote()
-        if global_step % self.save_checkpoint_steps == 0:
+        self._promoted(self._pending.after_step(global_step, cb_params.net_outputs))
+        if not self.guard.failed and global_step % self.save_checkpoint_steps == 0:
             self._write(run_context)
 
     def on_train_end(self, run_context):
         cb_params = run_context.original_args()
-        if self.guard.failed:
-            self._pending.discard()
-            return
-        if cb_params.cur_step_num and self._last_written_step != cb_params.cur_step_num:
+        if not self.guard.failed and cb_params.cur_step_num and self._last_written_step != cb_params.cur_step_num:
             self._write(run_context)
-        self._promote()  # the last state: no loss follows; its parameters were checked when it was written
+        self._promoted(self._pending.at_end())  # the last state: no loss follows; its parameters were checked
 
     def _write(self, run_context) -> None:
         """Write the current state as pending; a non-finite parameter instead fails the guard and stops training."""
@@ -298,12 +302,11 @@ class AtomicCheckpoint(Callback):
             return
         step_in_epoch = (cb_params.cur_step_num - 1) % cb_params.batch_num + 1
         final = os.path.join(self.directory, f"{self.prefix}-{cb_params.cur_epoch_num}_{step_in_epoch}.ckpt")
-        self._pending.write(cb_params.train_network, final, global_step,
+        self._pending.write(cb_params.train_network, final,
                             {"epoch_num": cb_params.cur_epoch_num, "step_num": global_step})
         self._last_written_step = cb_params.cur_step_num
 
-    def _promote(self) -> None:
-        final = self._pending.promote()
+    def _promoted(self, final: str | None) -> None:
         if final is not None:
             self.latest = final
             self._remove_old()
