@@ -1,8 +1,9 @@
 """The deformable convolution's sampling and the multi-level RoIAlign in standard MindSpore operators, for the
-exported graph (Kernels.GATHER): every bilinear sample is four row gathers from a channels-last copy of the map,
-weighted and summed, so the work is contiguous runs over channels, and the graph references no machine-local
-library. Inference only (no training uses it); the arithmetic is the CPU kernels' (src/custom_ops/*.cc), which is
-the original's on MindSpore's operators (src/FasterRcnn/dcn_v2.py, roi_align.py).
+exported graph (Kernels.GATHER): the bilinear samples read rows of a channels-last copy of the maps (Gather), so the
+work is contiguous runs over channels, and their weights are applied by batched matmuls (per DCN sample its four
+corners; per RoI the separable row and column weights of ROIAlign); the graph references no machine-local library.
+Only export.py builds it; the arithmetic is the CPU kernels' (src/custom_ops/*.cc), which is the original's on
+MindSpore's operators (src/FasterRcnn/dcn_v2.py, roi_align.py).
 """
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ def deform_conv2d_gathered(x: Tensor, weight: Tensor, offset_mask: Tensor, strid
     cols = ops.arange(0, out_w * stride, stride).astype(ms.float32).reshape(1, 1, out_w, 1) + tap_col
     r0, r1, fy = _edge_clamped_axis(rows + dy, height)
     c0, c1, fx = _edge_clamped_axis(cols + dx, width)
-    image = (ops.arange(n, dtype=ms.int32) * (height * width)).reshape(n, 1, 1, 1)
+    image = (ops.arange(n, dtype=ms.int32) * (height * width)).reshape(n, 1, 1, 1, 1)
     index = ops.stack((r0 * width + c0, r0 * width + c1, r1 * width + c0, r1 * width + c1), axis=-1)
     mask = ops.sigmoid(logits)
     gy, gx = 1.0 - fy, 1.0 - fx
     corner_weight = ops.stack((gy * gx, gy * fx, fy * gx, fy * fx), axis=-1) * mask.expand_dims(-1)
     # (N Ho Wo K^2) samples: their 4 corner rows gathered, blended by a batched (1 x 4) @ (4 x C) product
     samples = n * out_h * out_w * taps
-    corners = ops.gather(_channels_last_rows(x), (index + image.expand_dims(-1)).reshape(-1), 0)
+    corners = ops.gather(_channels_last_rows(x), (index + image).reshape(-1), 0)
     columns = ops.bmm(corner_weight.astype(x.dtype).reshape(samples, 1, CORNERS),
                       corners.reshape(samples, CORNERS, channels))
     kernel = weight.astype(x.dtype).transpose(0, 2, 3, 1).reshape(weight.shape[0], taps * channels)
