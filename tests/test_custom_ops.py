@@ -4,7 +4,7 @@ References: MultiLevelRoIAlign vs the original's way (ops.ROIAlign on all four l
 NumPy RoIAlign with MindSpore's CPU rules (both in tests/roi_align_reference.py); DeformConv2dOriginal vs the
 original's DCN formula written with MindSpore ops (its autodiff is the original's gradient), vs
 ops.deformable_conv2d with the offset transform of tests/data/FIDELITY.md, and vs a float64 NumPy formula (forward and
-finite differences).
+finite differences). WinogradConv3x3 vs a float64 NumPy convolution and its two gradients written out.
 """
 
 import os
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, build
+from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3, build
 from tests.grad_steps import DcnGradStep, RoIAlignGradStep
 from tests.roi_align_reference import AllLevelsThenSelect, multi_level_roi_align, roi_level
 
@@ -408,3 +408,64 @@ def test_build_caches_by_source_and_reports_missing_compiler(tmp_path, monkeypat
     build._built.clear()
     with pytest.raises(RuntimeError, match="g\\+\\+-that-does-not-exist"):
         build.library_path("probe")
+
+
+def np_conv3x3(x, w):
+    """float64 3x3 convolution, stride 1, zero padding 1: y[n, k] = sum_c,a,b w[k, c, a, b] x[n, c, i+a-1, j+b-1]."""
+    h, width = x.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    return sum(np.einsum("kc,nchw->nkhw", w[:, :, a, b], xp[:, :, a:a + h, b:b + width])
+               for a in range(3) for b in range(3))
+
+
+def np_conv3x3_grads(x, w, dy):
+    """(dL/dx, dL/dw) of L = sum(conv3x3(x, w) * dy), float64."""
+    h, width = x.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for a in range(3):
+        for b in range(3):
+            dxp[:, :, a:a + h, b:b + width] += np.einsum("kc,nkhw->nchw", w[:, :, a, b], dy)
+            dw[:, :, a, b] = np.einsum("nkhw,nchw->kc", dy, xp[:, :, a:a + h, b:b + width])
+    return dxp[:, :, 1:-1, 1:-1], dw
+
+
+# (N, C, K, H, W): maps smaller than a tile, sides that are not multiples of 4, rows of several tile segments (W >
+# 4 x 96 tiles), more output than input channels and the reverse.
+WINOGRAD_CASES = [(1, 3, 2, 1, 2), (2, 5, 7, 7, 9), (1, 16, 8, 13, 30), (2, 8, 12, 6, 401), (1, 32, 32, 20, 24)]
+
+
+@pytest.mark.parametrize("n,c,k,h,w", WINOGRAD_CASES)
+def test_winograd_conv_matches_numpy_in_value_and_gradients(n, c, k, h, w):
+    rng = np.random.default_rng(h * w)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    bias = rng.standard_normal(k).astype(np.float32)
+    dy = rng.standard_normal((n, k, h, w)).astype(np.float32)
+    conv = WinogradConv3x3()
+    got = conv(Tensor(x), Tensor(weight), Tensor(bias)).asnumpy()
+    grads = ms.grad(lambda a, b, c: (conv(a, b, c) * Tensor(dy)).sum(), grad_position=(0, 1, 2))(
+        Tensor(x), Tensor(weight), Tensor(bias))
+    want = np_conv3x3(x.astype(np.float64), weight.astype(np.float64)) + bias.reshape(1, k, 1, 1)
+    want_dx, want_dw = np_conv3x3_grads(x.astype(np.float64), weight.astype(np.float64), dy.astype(np.float64))
+    want_db = dy.astype(np.float64).sum((0, 2, 3))
+    # Winograd's transforms cost a few float32 roundings more than the direct sum: within 1e-5 of each output's scale
+    for name, value, reference in (("y", got, want), ("dx", grads[0].asnumpy(), want_dx),
+                                   ("dw", grads[1].asnumpy(), want_dw), ("db", grads[2].asnumpy(), want_db)):
+        assert value.shape == reference.shape, name
+        np.testing.assert_allclose(value, reference, rtol=0, atol=1e-5 * np.abs(reference).max(), err_msg=name)
+
+
+def test_winograd_conv_rejects_bad_inputs():
+    conv = WinogradConv3x3()
+    x = Tensor(np.zeros((1, 4, 8, 8), np.float32))
+    bias = Tensor(np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match=r"weight \(2, 3, 3, 3\) must be \(K, C, 3, 3\)"):
+        conv(x, Tensor(np.zeros((2, 3, 3, 3), np.float32)), bias)
+    with pytest.raises(ValueError, match="must be"):
+        conv(x, Tensor(np.zeros((2, 4, 5, 5), np.float32)), bias)
+    with pytest.raises(ValueError, match=r"bias \(3,\) must be \(K,\)"):
+        conv(x, Tensor(np.zeros((2, 4, 3, 3), np.float32)), Tensor(np.zeros(3, np.float32)))
+    with pytest.raises(TypeError, match="float32"):
+        conv(x.astype(ms.float16), Tensor(np.zeros((2, 4, 3, 3), np.float16)), bias.astype(ms.float16))

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from src.FasterRcnn.fpn_neck import FeatPyramidNeck, upsample_nearest
+from src.custom_ops import UpsampleAdd2x
+from src.FasterRcnn.fpn_neck import FeatPyramidNeck, add_upsampled
+from src.FasterRcnn.settings import Kernels
 from src.model_utils.config import get_config
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
@@ -37,13 +39,16 @@ def _np_fpn(params, inputs, num_outs):
     return outs
 
 
-@pytest.mark.parametrize("top", [(2, 3), (3, 5)])  # even and odd coarsest maps (P6 = ceil(P5 / 2))
-def test_matches_numpy_pyramid(top):
+# even and odd coarsest maps (P6 = ceil(P5 / 2)); with Kernels.CPU, P2 of (6, 10) is large enough for the Winograd
+# 3x3 conv (SameConv3x3), the smaller levels go through the direct one
+@pytest.mark.parametrize("top,kernels", [((2, 3), Kernels.MINDSPORE), ((3, 5), Kernels.MINDSPORE),
+                                         ((6, 10), Kernels.CPU)])
+def test_matches_numpy_pyramid(top, kernels):
     rng = np.random.default_rng(top[1])
     in_channels, out_channels = [4, 6, 8, 10], 5
     sizes = [(top[0] * 2 ** (3 - i), top[1] * 2 ** (3 - i)) for i in range(4)]
     feature_shapes = sizes + [(-(-top[0] // 2), -(-top[1] // 2))]
-    neck = FeatPyramidNeck(in_channels, out_channels, 5, feature_shapes)
+    neck = FeatPyramidNeck(in_channels, out_channels, 5, feature_shapes, kernels=kernels)
     params = {}
     for p in neck.get_parameters():
         params[p.name] = rng.standard_normal(p.shape).astype(np.float32)
@@ -59,7 +64,8 @@ def test_matches_numpy_pyramid(top):
 
 def test_config_shapes_names_and_init():
     cfg = get_config([], img_height=128, img_width=192)
-    neck = FeatPyramidNeck(cfg.fpn_in_channels, cfg.fpn_out_channels, cfg.fpn_num_outs, cfg.feature_shapes)
+    neck = FeatPyramidNeck(cfg.fpn_in_channels, cfg.fpn_out_channels, cfg.fpn_num_outs, cfg.feature_shapes,
+                           kernels=Kernels.CPU)
     holder = nn.Cell()
     holder.fpn_ncek = neck
     with open(TSV, encoding="utf-8") as f:
@@ -82,17 +88,30 @@ def test_config_shapes_names_and_init():
 
 def test_rejects_inconsistent_arguments():
     with pytest.raises(ValueError, match="num_outs"):
-        FeatPyramidNeck([4, 8, 16, 32], 8, 3, [(8, 8), (4, 4), (2, 2), (1, 1)])
+        FeatPyramidNeck([4, 8, 16, 32], 8, 3, [(8, 8), (4, 4), (2, 2), (1, 1)], kernels=Kernels.MINDSPORE)
     with pytest.raises(ValueError, match="feature_shapes"):
-        FeatPyramidNeck([4, 8, 16, 32], 8, 5, [(8, 8), (4, 4), (2, 2), (1, 1)])
+        FeatPyramidNeck([4, 8, 16, 32], 8, 5, [(8, 8), (4, 4), (2, 2), (1, 1)], kernels=Kernels.MINDSPORE)
 
 
 @pytest.mark.parametrize("size", [(8, 12), (9, 12), (5, 7)])
-def test_upsample_nearest_equals_interpolate(size):
-    """The broadcast path (exact 2x) and the general one give ops.interpolate's nearest resize, values and grads."""
-    x = Tensor(np.random.default_rng(5).standard_normal((2, 3, 4, 6)).astype(np.float32))
-    np.testing.assert_array_equal(upsample_nearest(x, size).asnumpy(),
-                                  ops.interpolate(x, size=size, mode="nearest").asnumpy())
-    grad = ms.grad(lambda t: (upsample_nearest(t, size) * upsample_nearest(t, size)).sum())(x).asnumpy()
-    ref = ms.grad(lambda t: (ops.interpolate(t, size=size, mode="nearest") ** 2).sum())(x).asnumpy()
-    np.testing.assert_allclose(grad, ref, rtol=1e-6)
+@pytest.mark.parametrize("merge_2x", [None, UpsampleAdd2x()], ids=["ops", "cpu_kernel"])
+def test_add_upsampled_equals_add_interpolate(size, merge_2x):
+    """Every path (exact 2x by a broadcasting add or the CPU kernel, other sizes) gives lateral + ops.interpolate's
+    nearest resize, in value and in the gradients to both inputs."""
+    rng = np.random.default_rng(5)
+    x = Tensor(rng.standard_normal((2, 3, 4, 6)).astype(np.float32))
+    lateral = Tensor(rng.standard_normal((2, 3) + size).astype(np.float32))
+    dout = Tensor(rng.standard_normal((2, 3) + size).astype(np.float32))
+
+    def ours(a, b):
+        return (add_upsampled(a, b, size, merge_2x) * dout).sum()
+
+    def reference(a, b):
+        return ((a + ops.interpolate(b, size=size, mode="nearest")) * dout).sum()
+
+    np.testing.assert_array_equal(add_upsampled(lateral, x, size, merge_2x).asnumpy(),
+                                  (lateral + ops.interpolate(x, size=size, mode="nearest")).asnumpy())
+    got = ms.grad(ours, grad_position=(0, 1))(lateral, x)
+    want = ms.grad(reference, grad_position=(0, 1))(lateral, x)
+    for g, r in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.asnumpy(), r.asnumpy(), rtol=1e-6, atol=1e-6)

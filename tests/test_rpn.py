@@ -12,7 +12,7 @@ from mindspore import Tensor
 
 from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.rpn import RPN
-from src.FasterRcnn.settings import AnchorSettings, RpnSettings
+from src.FasterRcnn.settings import AnchorSettings, Kernels, RpnSettings
 from src.model_utils.config import get_config
 from tests.test_bbox_assign_sample import np_inside, ref_assign
 from tests.test_box_ops import np_encode
@@ -25,7 +25,7 @@ CHANNELS = 8  # small head for the numeric tests
 
 def test_one_shared_head_with_the_original_checkpoint_names():
     cfg = get_config([], img_height=128, img_width=192)
-    rpn = RPN(RpnSettings.from_config(cfg), BATCH)
+    rpn = RPN(RpnSettings.from_config(cfg), BATCH, kernels=Kernels.CPU)
     with open(PARAMS_TSV, encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["name"].startswith("rpn_with_loss.")]
     expected = {r["name"][len("rpn_with_loss."):]: tuple(int(d) for d in r["shape"].split("x")) for r in rows}
@@ -94,7 +94,8 @@ def small_case():
 
 def make_rpn(cfg):
     ms.set_seed(3)
-    rpn = RPN(replace(RpnSettings.from_config(cfg), in_channels=CHANNELS, feat_channels=CHANNELS), BATCH)
+    rpn = RPN(replace(RpnSettings.from_config(cfg), in_channels=CHANNELS, feat_channels=CHANNELS), BATCH,
+              kernels=Kernels.MINDSPORE)
     rng = np.random.default_rng(22)
     for p in rpn.get_parameters():  # larger than the 0.01 init, so that the loss is far from trivial
         p.set_data(Tensor(rng.normal(0, 0.3, p.shape).astype(np.float32)))

@@ -20,6 +20,7 @@ from mindspore.common.initializer import HeNormal
 
 from src.custom_ops import DeformConv2dOriginal
 
+from .conv import conv3x3, winograd_for
 from .gathered_ops import deform_conv2d_gathered
 from .settings import Kernels
 
@@ -86,6 +87,7 @@ class DeformConv2d(nn.Cell):
                                 padding=padding, has_bias=False, weight_init="zeros")
         self.m_conv = nn.Conv2d(in_channels, NUM_TAPS, KERNEL_SIZE, stride=stride, pad_mode="pad",
                                 padding=padding, has_bias=False, weight_init="zeros")
+        self.offset_winograd = winograd_for(kernels, stride)
         self.cpu_deform = DeformConv2dOriginal(stride) if kernels is Kernels.CPU else None
         self.gathered = kernels is Kernels.GATHER
 
@@ -95,7 +97,7 @@ class DeformConv2d(nn.Cell):
             weight = self.conv.weight
         # One 27-channel conv instead of p_conv and m_conv separately: x is read once, forward and backward.
         offset_weight = ops.concat((self.p_conv.weight, self.m_conv.weight), axis=0).astype(x.dtype)
-        offset_mask = ops.conv2d(x, offset_weight, stride=self.stride, pad_mode="pad", padding=PADDING)
+        offset_mask = conv3x3(x, offset_weight, None, self.offset_winograd, stride=self.stride)
         if self.cpu_deform is not None:
             return self.cpu_deform(x, offset_mask, weight)
         if self.gathered:

@@ -66,8 +66,9 @@ class FasterRcnnResnet50(nn.Cell):
                                   zero_init_residual=backbone.zero_init_residual, kernels=kernels)
         fpn = settings.fpn
         # Named as in the original's checkpoints (sic): its parameters are fpn_ncek.*. Read it as `fpn_neck`.
-        self.fpn_ncek = FeatPyramidNeck(fpn.in_channels, fpn.out_channels, fpn.num_outs, fpn.feature_shapes)
-        self.rpn_with_loss = RPN(settings.rpn, settings.batch_size)
+        self.fpn_ncek = FeatPyramidNeck(fpn.in_channels, fpn.out_channels, fpn.num_outs, fpn.feature_shapes,
+                                        kernels=kernels)
+        self.rpn_with_loss = RPN(settings.rpn, settings.batch_size, kernels=kernels)
         # The RPN is class-agnostic: every gt is "object".
         self.rpn_gt_labels = Tensor(np.ones((settings.batch_size, settings.rpn.assigner.num_gts), np.int32))
         self.proposal_generator = Proposal(settings.train_proposals, settings.batch_size, kernels)

@@ -15,6 +15,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
+from .conv import conv3x3, winograd_for
 from .dcn_v2 import DeformConv2d
 from .settings import Kernels
 
@@ -101,16 +102,20 @@ class ResidualBlock(_Bottleneck):
     """Plain bottleneck (layer1); frozen unless `trainable`. Params conv1/2/3, bn1/2/3, [conv|bn]_down_sample."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, down_sample: bool = False,
-                 trainable: bool = False, bn_training: bool = False):
-        super().__init__(in_channels, out_channels, stride, down_sample, trainable, bn_training)
+                 trainable: bool = False, bn_training: bool = False, *, kernels: Kernels):
+        super().__init__(in_channels, out_channels, stride, down_sample, trainable, bn_training, kernels=kernels)
         if not trainable:
             for param in self.trainable_params():
                 param.requires_grad = False
 
-    def _build_spatial(self, channels: int, stride: int) -> None:
+    def _build_spatial(self, channels: int, stride: int, kernels: Kernels) -> None:
         self.conv2 = _conv(channels, channels, 3, stride=stride, padding=1)
+        self.winograd = winograd_for(kernels, stride)
 
     def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
+        if fold and self.winograd is not None:
+            weight, shift = fold_batch_norm(self.conv2.weight, self.bn2, x.dtype)
+            return conv3x3(x, weight, shift, self.winograd)
         return _conv_bn(self.conv2, self.bn2, x, fold)
 
 
@@ -165,7 +170,7 @@ class ResNetFea(nn.Cell):
         # TF "SAME" padding: output ceil(H / 2), the odd padding row/column goes bottom/right.
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
         self.layer1 = _make_stage(ResidualBlock, layer_nums[0], in_channels[0], out_channels[0], 1,
-                                  trainable=weights_update, bn_training=bn_training)
+                                  trainable=weights_update, bn_training=bn_training, kernels=kernels)
         self.layer2 = _make_stage(ResidualBlockDCN, layer_nums[1], in_channels[1], out_channels[1], 2,
                                   bn_training=bn_training, kernels=kernels)
         self.layer3 = _make_stage(ResidualBlockDCN, layer_nums[2], in_channels[2], out_channels[2], 2,

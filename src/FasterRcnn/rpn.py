@@ -8,7 +8,8 @@ from mindspore.common.initializer import Normal
 
 from .bbox_assign_sample import BboxAssignSample
 from .box_ops import boxes_inside
-from .settings import RpnSettings
+from .conv import SameConv3x3
+from .settings import Kernels, RpnSettings
 
 # The original's head initialisation: weights N(0, 0.01), biases 0.
 HEAD_INIT_SIGMA = 0.01
@@ -19,11 +20,11 @@ RPN_SMOOTH_L1_BETA = 1.0 / 9.0
 class RpnRegClsBlock(nn.Cell):
     """3x3 conv + ReLU, then 1x1 convs to objectness logits (N, A * cls_out, H, W) and deltas (N, A * 4, H, W)."""
 
-    def __init__(self, in_channels: int, feat_channels: int, num_anchors: int, cls_out_channels: int):
+    def __init__(self, in_channels: int, feat_channels: int, num_anchors: int, cls_out_channels: int, *,
+                 kernels: Kernels):
         super().__init__()
         init = Normal(sigma=HEAD_INIT_SIGMA)
-        self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, pad_mode="same", has_bias=True,
-                                  weight_init=init, bias_init="zeros")
+        self.rpn_conv = SameConv3x3(in_channels, feat_channels, kernels=kernels, weight_init=init)
         self.relu = nn.ReLU()
         self.rpn_cls = nn.Conv2d(feat_channels, num_anchors * cls_out_channels, 1, pad_mode="valid", has_bias=True,
                                  weight_init=init, bias_init="zeros")
@@ -49,6 +50,7 @@ class RPN(nn.Cell):
             loss weights and the anchors' assigner/sampler.
         batch_size: B, training images per call (the loss normaliser is assigner.num_expected_neg * B, as the
             original).
+        kernels: what computes the head's 3x3 conv.
 
     construct(inputs (L maps (B, C, H_l, W_l)), img_metas (B, 3) [h, w, ratio] (training), anchor_list (L Tensors
     (H_l * W_l * A, 4)), gt_bboxes (B, G, 4), gt_labels (B, G), gt_valids (B, G) bool) ->
@@ -59,13 +61,13 @@ class RPN(nn.Cell):
     the fixed num_expected_neg * B; anchors are valid only if fully inside img_metas' (h, w).
     """
 
-    def __init__(self, settings: RpnSettings, batch_size: int):
+    def __init__(self, settings: RpnSettings, batch_size: int, *, kernels: Kernels):
         super().__init__()
         self.num_levels = settings.num_levels
         self.batch_size = batch_size
         # One head for all levels; the CellList keeps the original's checkpoint names (rpn_convs_list.0.*).
         head = RpnRegClsBlock(settings.in_channels, settings.feat_channels, settings.num_anchors,
-                              settings.cls_out_channels)
+                              settings.cls_out_channels, kernels=kernels)
         self.rpn_convs_list = nn.CellList([head])
         self.cls_out_channels = settings.cls_out_channels
         self.get_targets = BboxAssignSample(settings.assigner)

@@ -21,9 +21,10 @@ BoxCoding = tuple[float, ...]  # (dx, dy, dw, dh): means or stds normalising enc
 
 
 class Kernels(enum.Enum):
-    """Which implementation computes ROIAlign, the deformable convolution's sampling and NMS."""
+    """Which implementation computes ROIAlign, the deformable convolution's sampling, NMS and the FPN's and RPN's 3x3
+    convolutions."""
 
-    CPU = "cpu"  # this project's C++ kernels (src/custom_ops): the CPU only, several times faster there
+    CPU = "cpu"  # this project's C++ kernels (src/custom_ops, Winograd 3x3 convs): the CPU only, faster there
     MINDSPORE = "mindspore"  # MindSpore's operators (ROIAlign, DeformableOffsets, NMSWithMask): any device
     # standard operators, deformable sampling and RoIAlign as gathers (gathered_ops.py), NMSWithMask: export.py's
     # MINDIR (any device, no machine-local library, fast on the CPU); inference only

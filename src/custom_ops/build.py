@@ -21,6 +21,9 @@ BUILD_DIR = SOURCE_DIR.parents[1] / "build" / "custom_ops"
 COMPILER = "g++"
 COMPILE_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off")
 
+# Kernels that call oneDNN's sgemm link the libdnnl that MindSpore's wheel ships (and loads for its own CPU kernels).
+ONEDNN_KERNELS = frozenset({"winograd_conv"})
+
 _lock = threading.Lock()
 _built: dict[str, Path] = {}
 
@@ -37,6 +40,15 @@ def _cpu_identity() -> str:
 
 def _compiler_version(compiler: str) -> str:
     return subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+
+
+def _link_flags(name: str) -> tuple[str, ...]:
+    if name not in ONEDNN_KERNELS:
+        return ()
+    import mindspore  # noqa: PLC0415 (only the oneDNN kernels need the wheel's path)
+
+    lib = Path(mindspore.__file__).resolve().parent / "lib"
+    return (f"-L{lib}", "-l:libdnnl.so.2", f"-Wl,-rpath,{lib}")
 
 
 def library_path(name: str) -> Path:
@@ -56,13 +68,14 @@ def library_path(name: str) -> Path:
             )
         digest = hashlib.sha256()
         headers = [header.read_bytes() for header in sorted(SOURCE_DIR.glob("*.h"))]
-        for part in (source.read_bytes(), *headers, " ".join(COMPILE_FLAGS).encode(),
+        flags = (*COMPILE_FLAGS, *_link_flags(name))
+        for part in (source.read_bytes(), *headers, " ".join(flags).encode(),
                      _compiler_version(compiler).encode(), _cpu_identity().encode()):
             digest.update(part)
             digest.update(b"\0")
         target = BUILD_DIR / f"{name}-{digest.hexdigest()[:16]}.so"
         if not target.exists():
-            _compile(compiler, source, target)
+            _compile(compiler, source, target, flags)
             for stale in BUILD_DIR.glob(f"{name}-*.so"):  # builds of older sources (a loaded one stays valid)
                 if stale != target:
                     stale.unlink(missing_ok=True)
@@ -70,9 +83,9 @@ def library_path(name: str) -> Path:
         return target
 
 
-def _compile(compiler: str, source: Path, target: Path) -> None:
+def _compile(compiler: str, source: Path, target: Path, flags: tuple[str, ...]) -> None:
     with atomic_path(str(target)) as tmp:
-        command = [compiler, *COMPILE_FLAGS, "-o", tmp, str(source)]
+        command = [compiler, *flags[: len(COMPILE_FLAGS)], "-o", tmp, str(source), *flags[len(COMPILE_FLAGS):]]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"Compiling {source} failed:\n{' '.join(command)}\n{result.stderr}")
