@@ -270,11 +270,15 @@ DCN_CASES = [(1, 0.0, False), (1, 1.5, False), (2, 1.5, False), (1, 20.0, False)
 # ----------------------------------------------------------------------------------------------------------------
 # Deformable conv tests
 # ----------------------------------------------------------------------------------------------------------------
+# evaluation: one kernel samples and contracts block by block, its gradient samples again; training: the sampled
+# columns are kept and contracted by BatchMatMul
+@pytest.mark.parametrize("training", [False, True], ids=["fused", "columns_kept"])
 @pytest.mark.parametrize("stride,offset_scale,integer", DCN_CASES)
-def test_dcn_matches_the_original_formula_and_its_gradient(stride, offset_scale, integer):
+def test_dcn_matches_the_original_formula_and_its_gradient(stride, offset_scale, integer, training):
     rng = np.random.default_rng(10 + stride)
     x, offset_mask, weight, dout = dcn_case(rng, stride, offset_scale, integer_offsets=integer)
     dcn = DeformConv2dOriginal(stride)
+    dcn.set_train(training)
     ours = dcn(Tensor(x), Tensor(offset_mask), Tensor(weight)).asnumpy()
     np.testing.assert_allclose(ours, np_dcn(x, offset_mask, weight, stride), rtol=1e-5, atol=1e-5)
 
@@ -287,6 +291,17 @@ def test_dcn_matches_the_original_formula_and_its_gradient(stride, offset_scale,
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
     if offset_scale == 0:  # on the grid: taps at row/column 0 sit on the clip bound and still get a gradient
         assert np.abs(ours_g[1][:, 0, 0, :]).max() > 0
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dcn_fused_kernel_over_several_pixel_blocks(stride):
+    """More output pixels than the fused kernel's block (128): every block equals the NumPy formula."""
+    rng = np.random.default_rng(30 + stride)
+    x, offset_mask, weight, _ = dcn_case(rng, stride, 1.5, channels=7, height=37, width=41, out_channels=5)
+    dcn = DeformConv2dOriginal(stride)
+    assert offset_mask.shape[2] * offset_mask.shape[3] > 2 * 128
+    ours = dcn(Tensor(x), Tensor(offset_mask), Tensor(weight)).asnumpy()
+    np.testing.assert_allclose(ours, np_dcn(x, offset_mask, weight, stride), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

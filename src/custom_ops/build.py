@@ -22,7 +22,7 @@ COMPILER = "g++"
 COMPILE_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off")
 
 # Kernels that call oneDNN's sgemm link the libdnnl that MindSpore's wheel ships (and loads for its own CPU kernels).
-ONEDNN_KERNELS = frozenset({"winograd_conv"})
+ONEDNN_KERNELS = frozenset({"deform_sampling", "winograd_conv"})
 
 _lock = threading.Lock()
 _built: dict[str, Path] = {}

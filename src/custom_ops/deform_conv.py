@@ -3,7 +3,10 @@
 What it computes (the original DeformConv2d, tests/data/FIDELITY.md): for output pixel (i, j) and tap k = 3a + b,
 sample x bilinearly at row clip(s*i + a + dy_k, 0, H-1), column clip(s*j + b + dx_k, 0, W-1) (edge
 replication), multiply by sigmoid(mask_logit_k), and contract with the conv weight. The sampling and its
-gradient to x and to the offsets/mask logits are `deform_sampling.cc`; the contraction is MindSpore's matmul.
+gradient to x and to the offsets/mask logits are `deform_sampling.cc`. The forward pass samples and contracts block
+by block in one kernel (`DeformConv`, oneDNN's sgemm), so the sampled columns (N, Ho*Wo, 9C) are never stored (its
+gradient samples them again); in training (`set_train(True)`) the columns are sampled, kept and contracted with
+MindSpore's batched matmul, whose autodiff gives the weight's gradient.
 """
 
 import numpy as np
@@ -65,22 +68,53 @@ class DeformConv2dOriginal(nn.Cell):
 
         grad_op = ops.Custom(f"{library}:DeformSampleGrad", out_shape=grad_shape, out_dtype=grad_dtype,
                              func_type="aot")
+        # col (N, Ho*Wo, K*K*C): col[n, i*Wo + j, k*C + c] = sigmoid(logit_k) * sample_k of channel c
+        self.sample = ops.Custom(f"{library}:DeformSample", out_shape=sample_shape, out_dtype=sample_dtype,
+                                 func_type="aot")
 
-        def bprop(x, offset_mask, stride, out, dout):
+        def sample_bprop(x, offset_mask, stride, out, dout):
             dx, doffset_mask = grad_op(x, offset_mask, stride, dout)
             return dx, doffset_mask, ops.zeros_like(stride)
 
-        # col (N, Ho*Wo, K*K*C): col[n, i*Wo + j, k*C + c] = sigmoid(logit_k) * sample_k of channel c
-        self.sample = ops.Custom(f"{library}:DeformSample", out_shape=sample_shape, out_dtype=sample_dtype,
-                                 func_type="aot", bprop=bprop)
+        self.sample_with_grad = ops.Custom(f"{library}:DeformSample", out_shape=sample_shape,
+                                           out_dtype=sample_dtype, func_type="aot", bprop=sample_bprop)
         self.contract = ops.BatchMatMul(transpose_b=True)
+        contract_cols = ops.BatchMatMul()  # dout (N, O, P) @ col (N, P, K*K*C)
+        contract_outs = ops.BatchMatMul(transpose_a=True)  # dout^T (N, P, O) @ weight (N, O, K*K*C)
+
+        def conv_shape(x_shape, offset_mask_shape, stride_shape, weight_shape):
+            taps = _check_shapes(x_shape, offset_mask_shape)
+            if len(weight_shape) != 2 or weight_shape[1] != taps * x_shape[1]:
+                raise ValueError(f"DeformConv2dOriginal: weight {tuple(weight_shape)} must be (O, K*K*C)")
+            return [x_shape[0], weight_shape[0], offset_mask_shape[2], offset_mask_shape[3]]
+
+        def conv_dtype(x_dtype, offset_mask_dtype, stride_dtype, weight_dtype):
+            require_float32("DeformConv2dOriginal", "x, offset_mask and weight",
+                            [x_dtype, offset_mask_dtype, weight_dtype])
+            return mstype.float32
+
+        def conv_bprop(x, offset_mask, stride, weight, out, dout):
+            """The gradients of weight @ col^T, col recomputed (the forward pass never stores it)."""
+            n, out_channels = dout.shape[0], dout.shape[1]
+            dout = dout.reshape(n, out_channels, -1)
+            col = self.sample(x, offset_mask, stride)
+            dweight = contract_cols(dout, col).sum(0)
+            dcol = contract_outs(dout, ops.broadcast_to(weight, (n,) + weight.shape))
+            dx, doffset_mask = grad_op(x, offset_mask, stride, dcol)
+            return dx, doffset_mask, ops.zeros_like(stride), dweight
+
+        # out (N, O, Ho, Wo) = weight (O, K*K*C) @ col^T, sampled and contracted block by block
+        self.sample_and_contract = ops.Custom(f"{library}:DeformConv", out_shape=conv_shape, out_dtype=conv_dtype,
+                                              func_type="aot", bprop=conv_bprop)
 
     def construct(self, x, offset_mask, weight):
-        n = x.shape[0]
-        out_channels = weight.shape[0]
         dtype = x.dtype
         x, offset_mask, weight = (t.astype(mstype.float32) for t in (x, offset_mask, weight))
-        col = self.sample(x, offset_mask, self.stride)
-        taps_major = weight.transpose(0, 2, 3, 1).reshape(out_channels, -1)  # (O, K*K*C), index k*C + c
+        taps_major = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)  # (O, K*K*C), index k*C + c
+        if not self.training:
+            return self.sample_and_contract(x, offset_mask, self.stride, taps_major).astype(dtype)
+        # training: the columns kept for the backward pass (a recomputation costs more here than it saves)
+        n, out_channels = x.shape[0], weight.shape[0]
+        col = self.sample_with_grad(x, offset_mask, self.stride)
         out = self.contract(ops.broadcast_to(taps_major, (n,) + taps_major.shape), col)
         return out.reshape(n, out_channels, offset_mask.shape[2], offset_mask.shape[3]).astype(dtype)

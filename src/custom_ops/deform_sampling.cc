@@ -10,6 +10,9 @@
 //   DeformSample:     x (N, C, H, W), offset_mask (N, 3K^2, Ho, Wo), stride (1,) int32
 //                     -> col (N, Ho*Wo, K^2*C), col[n, i*Wo + j, k*C + c] = sigmoid(logit_k) * sample_k(x[n, c])
 //   DeformSampleGrad: x, offset_mask, stride, dcol (N, Ho*Wo, K^2*C) -> dx (N, C, H, W), doffset_mask
+//   DeformConv:       x, offset_mask, stride, weight (O, K^2*C) (index k*C + c) -> out (N, O, Ho, Wo) =
+//                     weight @ col[n]^T, the sampling and the contraction per block of output pixels (the block's
+//                     col stays in the core's cache; oneDNN's sgemm): the forward pass without col in memory.
 // Gradients are the original's: through the bilinear weights (not the floor), zero where a coordinate is
 // clipped (MindSpore's clip passes the gradient at the bounds themselves), through the sigmoid to the logits.
 // Channel-last layouts make every inner loop a contiguous run over channels.
@@ -22,6 +25,9 @@
 #include <cstring>
 
 #include "layout.h"
+
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 namespace {
 
@@ -82,7 +88,7 @@ int Fail(const char *what) {
   return 1;
 }
 
-// Validates x, offset_mask, stride and the col tensor at position col_pos; returns an error or nullptr.
+// Validates x, offset_mask, stride and the col tensor at position col_pos (none if < 0); returns an error or nullptr.
 const char *ReadShape(void **params, int *ndims, int64_t **shapes, const char **dtypes, int col_pos, Shape *s) {
   if (ndims[0] != 4 || !IsDtype(dtypes[0], "float32")) return "x must be float32 (N, C, H, W)";
   if (ndims[1] != 4 || !IsDtype(dtypes[1], "float32")) return "offset_mask must be float32 (N, 3K^2, Ho, Wo)";
@@ -100,11 +106,28 @@ const char *ReadShape(void **params, int *ndims, int64_t **shapes, const char **
     return "offset_mask must be (N, 3K^2, Ho, Wo) with x's N";
   }
   if (s->stride < 1) return "stride must be >= 1";
-  if (ndims[col_pos] != 3 || shapes[col_pos][0] != s->n || shapes[col_pos][1] != s->Pixels() ||
-      shapes[col_pos][2] != s->k2 * s->c || !IsDtype(dtypes[col_pos], "float32")) {
+  if (col_pos >= 0 && (ndims[col_pos] != 3 || shapes[col_pos][0] != s->n || shapes[col_pos][1] != s->Pixels() ||
+      shapes[col_pos][2] != s->k2 * s->c || !IsDtype(dtypes[col_pos], "float32"))) {
     return "col must be float32 (N, Ho*Wo, K^2*C)";
   }
   return nullptr;
+}
+
+// col rows of output pixels [p0, p1) of image n: dst[(p - p0) * K^2*C + k*C + c] = sigmoid(logit_k) *
+// sample_k(x[n, c]); xn is image n in channels-last layout (H*W, C).
+void SamplePixels(const Shape &s, const float *xn, const float *offset_mask, int64_t n, int64_t p0, int64_t p1,
+                  float *dst) {
+  const int64_t c = s.c;
+  for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t k = 0; k < s.k2; ++k, dst += c) {
+      const Tap t = MakeTap(s, offset_mask, n, p, k);
+      const float *v_lt = xn + t.lt * c, *v_rt = xn + t.rt * c, *v_lb = xn + t.lb * c, *v_rb = xn + t.rb * c;
+#pragma omp simd
+      for (int64_t ch = 0; ch < c; ++ch) {
+        dst[ch] = (t.w_lt * v_lt[ch] + t.w_rb * v_rb[ch] + t.w_lb * v_lb[ch] + t.w_rt * v_rt[ch]) * t.m;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -128,21 +151,58 @@ extern "C" int DeformSample(int nparam, void **params, int *ndims, int64_t **sha
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t n = 0; n < s.n; ++n) {
     for (int64_t i = 0; i < s.ho; ++i) {
-      const float *xn = xt.data() + n * hw * c;
-      for (int64_t p = i * s.wo; p < (i + 1) * s.wo; ++p) {
-        float *dst = col + (n * pix + p) * s.k2 * c;
-        for (int64_t k = 0; k < s.k2; ++k, dst += c) {
-          const Tap t = MakeTap(s, offset_mask, n, p, k);
-          const float *v_lt = xn + t.lt * c, *v_rt = xn + t.rt * c, *v_lb = xn + t.lb * c, *v_rb = xn + t.rb * c;
-#pragma omp simd
-          for (int64_t ch = 0; ch < c; ++ch) {
-            dst[ch] = (t.w_lt * v_lt[ch] + t.w_rb * v_rb[ch] + t.w_lb * v_lb[ch] + t.w_rt * v_rt[ch]) * t.m;
-          }
-        }
-      }
+      SamplePixels(s, xt.data() + n * hw * c, offset_mask, n, i * s.wo, (i + 1) * s.wo,
+                   col + (n * pix + i * s.wo) * s.k2 * c);
     }
   }
   return 0;
+}
+
+extern "C" int DeformConv(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
+                          void *extra) {
+  (void)stream;
+  (void)extra;
+  if (nparam != 5) return Fail("DeformConv expects 4 inputs and 1 output");
+  Shape s;
+  if (const char *err = ReadShape(params, ndims, shapes, dtypes, -1, &s)) return Fail(err);
+  const int64_t taps = s.k2 * s.c;
+  if (ndims[3] != 2 || shapes[3][1] != taps || !IsDtype(dtypes[3], "float32")) {
+    return Fail("weight must be float32 (O, K^2*C)");
+  }
+  const int64_t o = shapes[3][0];
+  if (ndims[4] != 4 || shapes[4][0] != s.n || shapes[4][1] != o || shapes[4][2] != s.ho || shapes[4][3] != s.wo) {
+    return Fail("out must be (N, O, Ho, Wo)");
+  }
+  const auto *x = static_cast<const float *>(params[0]);
+  const auto *offset_mask = static_cast<const float *>(params[1]);
+  const auto *weight = static_cast<const float *>(params[3]);
+  auto *out = static_cast<float *>(params[4]);
+  const int64_t hw = s.h * s.w, pix = s.Pixels();
+  layout::Buffer xt(static_cast<size_t>(s.n * hw * s.c));
+  if (!xt.ok()) return Fail("out of memory");
+  layout::ToChannelsLast(x, xt.data(), s.n, s.c, hw);
+  constexpr int64_t kBlock = 128;  // output pixels per task
+  const int64_t blocks = (pix + kBlock - 1) / kBlock;
+  int failed = 0;
+#pragma omp parallel
+  {
+    layout::Buffer col(static_cast<size_t>(kBlock * taps));
+    if (!col.ok()) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int64_t n = 0; n < s.n; ++n) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        if (failed) continue;
+        const int64_t p0 = b * kBlock, p1 = std::min(pix, p0 + kBlock);
+        SamplePixels(s, xt.data() + n * hw * s.c, offset_mask, n, p0, p1, col.data());
+        dnnl_sgemm('N', 'T', o, p1 - p0, taps, 1.0f, weight, taps, col.data(), taps, 0.0f, out + n * o * pix + p0,
+                   pix);
+      }
+    }
+  }
+  return failed ? Fail("out of memory") : 0;
 }
 
 extern "C" int DeformSampleGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
