@@ -1,6 +1,6 @@
 """Benchmark the CPU custom kernels against the MindSpore-op way of computing the same thing (fwd + bwd).
 
-    .venv/bin/python bench/bench_kernels.py [--reps 3] [--only roi|dcn] [--dcn_layers probe|network]
+    .venv/bin/python bench/bench_kernels.py [--reps 3] [--only roi|dcn|conv3x3] [--dcn_layers probe|network]
                                             [--img_height 768 --img_width 1280] [--num_rois 1280]
 
 RoIAlign: `--num_rois` RoIs (default 1280 = 2 images x 640, as one training step) on the FPN maps P2..P5 of a
@@ -9,7 +9,9 @@ MultiLevelRoIAlign. DCN: one deformable layer after its p_conv/m_conv (sampling 
 offsets/mask logits and weight): `ops.deformable_conv2d` with the offset transform of tests/data/FIDELITY.md (as
 DeformConv2d runs it without the CPU kernel) vs DeformConv2dOriginal. GRAPH_MODE, times in seconds, min (and
 median) over --reps runs after one warm-up (runs of the two implementations alternate). The machine may be shared:
-compare the min of two invocations.
+compare the min of two invocations. 3x3 convs (stride 1, padding 1, with bias): every shape of the network's
+FPN output convs and RPN head (256 -> 256 on P2-P6), DCN offset convs (-> 27) and layer1 (64 -> 64), batch 1
+forward (inference) and batch 2 forward + both gradients (training): ops.conv2d + bias_add vs WinogradConv3x3.
 """
 
 import argparse
@@ -25,9 +27,9 @@ os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms  # noqa: E402
-from mindspore import Tensor, nn  # noqa: E402
+from mindspore import Tensor, nn, ops  # noqa: E402
 
-from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign  # noqa: E402
+from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3  # noqa: E402
 from src.FasterRcnn.dcn_v2 import KERNEL_SIZE, NUM_TAPS, deform_conv2d_edge_clamped  # noqa: E402
 from tests.grad_steps import DcnGradStep, RoIAlignGradStep  # noqa: E402
 from tests.roi_align_reference import AllLevelsThenSelect  # noqa: E402
@@ -45,6 +47,42 @@ DCN_LAYER_SETS = {
     # the 13 DCN layers of ResNet-50 layer2-4 (the first block of each stage has stride 2)
     "network": ((128, 4, 2, 1), (128, 8, 1, 3), (256, 8, 2, 1), (256, 16, 1, 5), (512, 16, 2, 1), (512, 32, 1, 2)),
 }
+# 3x3 stride-1 conv shapes: (in channels, out channels, map size = image size / divisor)
+CONV3X3_SHAPES = ((256, 256, 4), (256, 256, 8), (256, 256, 16), (256, 256, 32), (256, 256, 64),
+                  (128, 27, 8), (256, 27, 16), (512, 27, 32), (64, 64, 4))
+
+
+class DirectConv3x3(nn.Cell):
+    """ops.conv2d (padding 1) + bias_add, as nn.Conv2d computes it."""
+
+    def construct(self, x, weight, bias):
+        return ops.bias_add(ops.conv2d(x, weight, pad_mode="pad", padding=1), bias)
+
+
+class ConvGradStep(nn.Cell):
+    """construct(x, weight, bias, dout) -> gradients of sum(conv(x, weight, bias) * dout) to the four inputs."""
+
+    def __init__(self, conv: nn.Cell):
+        super().__init__()
+        self.conv = conv
+        self.grad = ops.GradOperation(get_all=True)
+
+    def loss(self, x, weight, bias, dout):
+        return (self.conv(x, weight, bias) * dout).sum()
+
+    def construct(self, x, weight, bias, dout):
+        return self.grad(self.loss)(x, weight, bias, dout)
+
+
+class ConvStep(nn.Cell):
+    """construct(x, weight, bias) -> (conv(x, weight, bias),)."""
+
+    def __init__(self, conv: nn.Cell):
+        super().__init__()
+        self.conv = conv
+
+    def construct(self, x, weight, bias):
+        return (self.conv(x, weight, bias),)
 
 
 class EdgeClampedDeformConv(nn.Cell):
@@ -104,7 +142,7 @@ def bench_dcn(args, rng, report):
         name = f"DCN fwd+bwd {channels} ch, {in_h}x{in_w}, stride {stride}, b{BATCH}" + (f" (x{count})" if count > 1
                                                                                       else "")
         steps = {"ops.deformable_conv2d": DcnGradStep(EdgeClampedDeformConv(stride)),
-                 "DeformConv2dOriginal": DcnGradStep(DeformConv2dOriginal(stride))}
+                 "DeformConv2dOriginal": DcnGradStep(DeformConv2dOriginal(stride).set_train(True))}
         results = time_interleaved(steps, (x, offset_mask, weight, dout), args.reps)
         report(name, results)
         for label, (_, times) in results.items():
@@ -114,10 +152,29 @@ def bench_dcn(args, rng, report):
                {label: (0.0, [total]) for label, total in totals.items()})
 
 
+def bench_conv3x3(args, rng, report):
+    for in_channels, out_channels, divisor in CONV3X3_SHAPES:
+        h, w = args.img_height // divisor, args.img_width // divisor
+        weight = Tensor(rng.standard_normal((out_channels, in_channels, 3, 3), dtype=np.float32) * 0.01)
+        bias = Tensor(rng.standard_normal(out_channels, dtype=np.float32))
+        for batch, training in ((1, False), (BATCH, True)):
+            x = Tensor(rng.standard_normal((batch, in_channels, h, w), dtype=np.float32))
+            name = f"conv3x3 {'fwd+bwd' if training else 'fwd'} {in_channels}->{out_channels}, {h}x{w}, b{batch}"
+            if training:
+                dout = Tensor(rng.standard_normal((batch, out_channels, h, w), dtype=np.float32))
+                steps = {"ops.conv2d": ConvGradStep(DirectConv3x3()),
+                         "WinogradConv3x3": ConvGradStep(WinogradConv3x3())}
+                inputs = (x, weight, bias, dout)
+            else:
+                steps = {"ops.conv2d": ConvStep(DirectConv3x3()), "WinogradConv3x3": ConvStep(WinogradConv3x3())}
+                inputs = (x, weight, bias)
+            report(name, time_interleaved(steps, inputs, args.reps))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", choices=("roi", "dcn"))
+    parser.add_argument("--only", choices=("roi", "dcn", "conv3x3"))
     parser.add_argument("--img_height", type=int, default=768)
     parser.add_argument("--img_width", type=int, default=1280)
     parser.add_argument("--num_rois", type=int, default=1280)
@@ -138,6 +195,8 @@ def main():
         bench_roi(args, rng, report)
     if args.only in (None, "dcn"):
         bench_dcn(args, rng, report)
+    if args.only in (None, "conv3x3"):
+        bench_conv3x3(args, rng, report)
     print("\n| case | implementation | min s | median s | speed-up |\n|---|---|---|---|---|")
     for i, (name, label, _, best, median) in enumerate(rows):
         speedup = f"{rows[i - 1][3] / best:.1f}x" if i % 2 else ""
