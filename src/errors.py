@@ -39,6 +39,18 @@ class InferError(FasterRcnnError):
     """An unusable MINDIR, image folder or image; the message names it."""
 
 
+class OutputError(FasterRcnnError):
+    """An output folder that cannot be written (missing permission, read-only, full) or that another live run
+    holds; raised before any work."""
+
+
+class WriteError(FasterRcnnError):
+    """A write that failed after the work was done (disk full, folder removed); the message names the file, the
+    operating system's reason and what was kept."""
+
+    exit_status = FAILURE_STATUS
+
+
 class TrainingError(FasterRcnnError):
     """Training that had to stop (divergence); the message names the step and the last good checkpoint."""
 

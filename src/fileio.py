@@ -1,31 +1,54 @@
-"""Writing files so that an interruption never leaves a partial file under its final name.
+"""Writing files so that an interruption never leaves a partial file under its final name, and checking that an
+output folder can be written before the long work starts.
 
 Every file the project writes that another step later takes for complete (checkpoints, MindRecord json, exports,
 results, pictures, compiled kernels, inference outputs) goes through `atomic_path`: it is written to a hidden
-temporary file in the same folder and renamed into place only when the writing succeeded.
+temporary file in the same folder and renamed into place only when the writing succeeded; on any failure the
+temporary (and whatever a library wrote beside it under the temporary's name) is removed, and an operating-system
+error becomes a WriteError that names the file and the reason.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+
+from src.errors import OutputError, WriteError
+
+# Free space an output folder needs before a run starts: the largest single file a run writes in one go is a
+# training checkpoint of the full network with its optimizer state (~0.5 GB).
+MIN_FREE_BYTES = 64 * 2**20
+
+
+def os_reason(err: OSError) -> str:
+    """The operating system's words for `err` ('No space left on device', 'Permission denied', ...)."""
+    return err.strerror or (os.strerror(err.errno) if err.errno else str(err))
 
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """A temporary path beside `path` (same folder, same extension, hidden) to write to; renamed to `path` when the
-    block succeeds, removed when it fails. The folder is created if needed; the file gets the usual permissions."""
+    block succeeds, removed (with any `<temporary>*` a library wrote beside it) when it fails. The folder is created
+    if needed; the file gets the usual permissions. An OSError of the block or the rename becomes a WriteError
+    naming `path`."""
     folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     stem, extension = os.path.splitext(name)
     tmp = os.path.join(folder, f".{stem}.partial-{os.getpid()}{extension}")
     try:
+        os.makedirs(folder, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise WriteError(f"could not write {path}: {os_reason(err)}") from err
     finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        for leftover in [tmp, *glob.glob(glob.escape(tmp) + "*")]:
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -45,3 +68,23 @@ def partial_files(folder: str) -> list[str]:
         return []
     return sorted(os.path.join(folder, name) for name in os.listdir(folder)
                   if name.startswith(".") and ".partial-" in name)
+
+
+def check_output_dir(folder: str, what: str, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    """OutputError (one line naming `what`, e.g. '--detections_dir', and the folder) unless `folder` exists or can
+    be created, a file can be created in it, and it has `min_free_bytes` free. Creates the folder (and only it)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{what}: cannot create the output folder {folder!r}: {os_reason(err)}") from None
+    if not os.path.isdir(folder):
+        raise OutputError(f"{what}: {folder!r} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise OutputError(f"{what}: cannot write into {folder!r}: {os_reason(err)}") from None
+    free = shutil.disk_usage(folder).free
+    if free < min_free_bytes:
+        raise OutputError(f"{what}: {folder!r} has {free / 2**20:.1f} MB free, at least {min_free_bytes / 2**20:.0f} "
+                          f"MB needed: {os.strerror(errno.ENOSPC)}")

@@ -8,13 +8,14 @@ and exits 2: the launchers check this before they start a run in the background.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable
 
 import mindspore as ms
 
-from src.errors import USAGE_STATUS, DeviceError, FasterRcnnError
+from src.errors import FAILURE_STATUS, USAGE_STATUS, DeviceError, FasterRcnnError
 from src.FasterRcnn import Kernels, build_infer_model, build_model
 from src.model_utils.config import get_config, parse_bool
 from src.model_utils.device_adapter import get_device_id
@@ -30,6 +31,8 @@ DEVICE_AVAILABLE = {
 }
 MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
 DEBUG_OPTION = "--debug="
+# Operating-system errors that a user fixes outside the program (space, permissions, read-only media): one line.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 CPU_MEMORY_OPTIMIZE_LEVEL = "O1"
 
 
@@ -103,15 +106,23 @@ def debug_requested(argv: list[str]) -> bool:
 
 def run_main(main: Callable[[], object], program: str, debug: Callable[[], bool] | None = None) -> int:
     """Run an entry point's `main`; a FasterRcnnError (config, data, checkpoint, device, export, inference,
-    training) becomes `<program>: error: <message>` on stderr and its exit_status (2 for usage errors, 1 when
-    training stopped), without a traceback unless `debug()` (default: --debug=True on the command line)."""
+    training, output) becomes `<program>: error: <message>` on stderr and its exit_status (2 for usage errors, 1
+    when a run failed on the way), an OSError of the environment (disk full, permission, read-only) the file and
+    the system's reason with status 1; no traceback unless `debug()` (default: --debug=True on the command line)."""
+    wants_traceback = debug or (lambda: debug_requested(sys.argv[1:]))
     try:
         main()
     except FasterRcnnError as err:
-        if (debug or (lambda: debug_requested(sys.argv[1:])))():
+        if wants_traceback():
             raise
         print(f"{program}: error: {err}", file=sys.stderr, flush=True)
         return err.exit_status
+    except OSError as err:
+        if err.errno not in ENVIRONMENT_ERRNOS or wants_traceback():
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{program}: error: {where}{err.strerror or err}", file=sys.stderr, flush=True)
+        return FAILURE_STATUS
     return 0
 
 
