@@ -20,9 +20,15 @@ from collections.abc import Iterator
 
 from src.errors import OutputError, WriteError
 
-# Free space an output folder needs before a run starts: the largest single file a run writes in one go is a
-# training checkpoint of the full network with its optimizer state (~0.5 GB).
-MIN_FREE_BYTES = 64 * 2**20
+# Free space an output folder needs before a run starts (MB; the environment variable overrides it, 0 turns the
+# check off): enough for the files of an inference or evaluation run; a checkpoint with its optimizer state is ~0.5 GB.
+MIN_FREE_MB_ENV = "FASTER_RCNN_MIN_FREE_MB"
+MIN_FREE_MB = 64
+
+
+def min_free_bytes() -> int:
+    """The free space `check_output_dir` asks for by default: MIN_FREE_MB, or $FASTER_RCNN_MIN_FREE_MB."""
+    return int(float(os.environ.get(MIN_FREE_MB_ENV, MIN_FREE_MB)) * 2**20)
 
 
 def os_reason(err: OSError) -> str:
@@ -70,21 +76,23 @@ def partial_files(folder: str) -> list[str]:
                   if name.startswith(".") and ".partial-" in name)
 
 
-def check_output_dir(folder: str, what: str, min_free_bytes: int = MIN_FREE_BYTES) -> None:
-    """OutputError (one line naming `what`, e.g. '--detections_dir', and the folder) unless `folder` exists or can
-    be created, a file can be created in it, and it has `min_free_bytes` free. Creates the folder (and only it)."""
+def check_output_dir(folder: str, what: str, min_free: int | None = None) -> None:
+    """OutputError (one line naming `what`, e.g. '--detections_dir', and the folder) unless files can be created
+    in `folder` (or, when it does not exist yet, in its nearest existing parent, where it will be created) and
+    that place has `min_free` bytes free (default: `min_free_bytes()`). Creates nothing that outlives the call."""
+    min_free = min_free_bytes() if min_free is None else min_free
+    place = os.path.abspath(folder)
+    while not os.path.exists(place):
+        place = os.path.dirname(place)
+    if not os.path.isdir(place):
+        raise OutputError(f"{what}: {folder!r} cannot be a folder: {place!r} is a file")
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{what}: cannot create the output folder {folder!r}: {os_reason(err)}") from None
-    if not os.path.isdir(folder):
-        raise OutputError(f"{what}: {folder!r} is not a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+        with tempfile.NamedTemporaryFile(dir=place, prefix=".write-check-"):
             pass
     except OSError as err:
-        raise OutputError(f"{what}: cannot write into {folder!r}: {os_reason(err)}") from None
-    free = shutil.disk_usage(folder).free
-    if free < min_free_bytes:
-        raise OutputError(f"{what}: {folder!r} has {free / 2**20:.1f} MB free, at least {min_free_bytes / 2**20:.0f} "
-                          f"MB needed: {os.strerror(errno.ENOSPC)}")
+        where = "" if place == os.path.abspath(folder) else f" (in {place!r}, where it would be created)"
+        raise OutputError(f"{what}: cannot write into {folder!r}{where}: {os_reason(err)}") from None
+    free = shutil.disk_usage(place).free
+    if free < min_free:
+        raise OutputError(f"{what}: {folder!r} has {free / 2**20:.1f} MB free, at least {min_free / 2**20:.0f} MB "
+                          f"needed ({MIN_FREE_MB_ENV} sets the minimum): {os.strerror(errno.ENOSPC)}")
