@@ -58,6 +58,7 @@ GLOB_CHARACTERS = "*?["
 BOX_DECIMALS = 4  # pixels
 SCORE_DECIMALS = 5
 PICTURE_EXTENSION = ".png"
+SHOWN_RENAMED = 5  # pictures named in the line about taken names
 # The image as stored, as the network's decoder sees it (cv2 alone would turn it by its EXIF orientation and the
 # picture would then not fit the boxes).
 SOURCE_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
@@ -369,6 +370,12 @@ def detect_and_write(cfg, files: Sequence[str], skipped: list[str], shapes: Sequ
         names = picture_names([record["file"] for record in records], os.listdir(out_dir))
         for record, name in zip(records, names, strict=True):
             record["picture"] = name
+        renamed = [name for record, name in zip(records, names, strict=True)
+                   if name != picture_names([record["file"]])[0]]
+        if renamed:
+            more = f", ... ({len(renamed)} in all)" if len(renamed) > SHOWN_RENAMED else ""
+            print(f"pictures under the next free name, theirs being taken (by a file in {out_dir} or another image "
+                  f"of this run; nothing is replaced): {', '.join(renamed[:SHOWN_RENAMED])}{more}", flush=True)
     write_json_atomic(records, out_path, indent=1)
     print(f"detections of {len(records)} of {len(files)} image files written to {out_path}", flush=True)
     if cfg.draw:
