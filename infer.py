@@ -42,7 +42,7 @@ from mindspore import nn
 
 from src.data_transforms import PreprocessSettings
 from src.errors import CheckpointError, ConfigError, DataError, InferError, OutputError, WriteError
-from src.fileio import check_output_dir, write_json_atomic
+from src.fileio import check_output_dir, os_reason, write_json_atomic
 from src.mindir_infer import load_image, read_mindir
 from src.mindrecord import read_image
 from src.progress import Progress
@@ -108,7 +108,7 @@ def read_image_list(list_path: str) -> tuple[list[str], list[str]]:
         with open(list_path, "rb") as f:
             data = f.read()
     except OSError as err:
-        raise ConfigError(f"--images_from={list_path!r}: cannot read the list: {err.strerror}") from None
+        raise ConfigError(f"--images_from={list_path!r}: cannot read the list: {os_reason(err)}") from None
     files, problems = [], []
     for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
         line = raw.removesuffix(b"\r")

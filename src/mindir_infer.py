@@ -11,6 +11,8 @@ Every image file of --dataset_path (name order) goes through the evaluation pipe
 (N, 1), 2 masks bool (N, 1)); the average latency per call goes to `<time_path>/test_perform_static.txt`.
 A MINDIR exported with batch B > 1 gets B images per call (the last call completed with repeats, not written).
 `read_raw_outputs` reads one image's files back (postprogress.py), from this script or from the C++ app.
+`read_mindir` reads a MINDIR's input shapes and the model facts export.py records in its user_info (`model_facts`:
+class names, num_classes, input size, keep_ratio, batch size; infer.py --mindir uses them).
 """
 from __future__ import annotations
 
