@@ -379,6 +379,7 @@ def detect_and_write(cfg, files: Sequence[str], skipped: list[str], shapes: Sequ
     write_json_atomic(records, out_path, indent=1)
     print(f"detections of {len(records)} of {len(files)} image files written to {out_path}", flush=True)
     if cfg.draw:
+        print(f"drawing {len(records)} pictures into {out_dir}/ ...", flush=True)
         draw_pictures(records, settings, classes[1:], out_dir, out_path)
         print(f"pictures of {len(records)} images drawn to {out_dir}/ (named in {DETECTIONS_FILE}: \"picture\")",
               flush=True)
