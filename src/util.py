@@ -288,10 +288,14 @@ def check_image_order(coco: COCO, evaluated_ids: Sequence[int] | None, evaluated
     """
     expected = list(coco.getImgIds())
     problems = []
-    if evaluated_count != len(expected):
+    if evaluated_count != len(expected) and evaluated_ids is None:
         problems.append(f"the annotation file lists {len(expected)} images but {evaluated_count} were evaluated; "
                         "the results are matched to images by position, so the figures are only right when both "
                         "list the same images in the same order")
+    elif evaluated_count != len(expected):
+        problems.append(f"the annotation file lists {len(expected)} images but {evaluated_count} were evaluated; "
+                        "the results are matched to images by image id, and the boxes of the images without "
+                        "results count as missed")
     if evaluated_ids is not None:
         ids = [int(i) for i in evaluated_ids]
         for position, (got, want) in enumerate(zip(ids, expected, strict=False)):

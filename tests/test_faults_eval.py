@@ -8,6 +8,8 @@ leaves no temporary file.
 import fractions
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -60,6 +62,23 @@ def test_eval_into_a_read_only_folder_stops_before_the_network(inputs, tmp_path)
                            f"cannot write into '{tmp_path / 'out'}': Read-only file system"), line
     assert "Start Eval!" not in done.stdout
     assert snapshot(inputs) == before
+
+
+def test_a_second_eval_into_the_folder_of_a_live_one_is_refused(inputs, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from src.run_lock import hold_folder; "
+                               f"hold_folder({str(tmp_path)!r}, 'eval', 'eval.py'); print('held', flush=True); "
+                               "time.sleep(60)"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = run_script("eval.py", eval_args(inputs, "junk.ckpt"), cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2
+    line = one_error(done)
+    assert line.startswith(f"eval.py: error: {str(tmp_path)!r} is in use by a run that is still going (eval.py, pid "
+                           f"{holder.pid}, started "), line
+    assert "Start Eval!" not in done.stdout
 
 
 def test_eval_on_a_disk_that_fills_up_keeps_the_figures_and_leaves_no_temporary(inputs, tmp_path):

@@ -3,6 +3,8 @@ ImageOps.exif_transpose, a MindRecord of an orientation-6 JPEG in either frame (
 inference loader's reported size."""
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -20,7 +22,7 @@ from src.image_files import (
 )
 from src.mindir_infer import load_image
 from src.mindrecord import create_mindrecord
-from src.model_utils.config import get_config
+from src.model_utils.config import ROOT, get_config
 
 STORED_H, STORED_W = 96, 160   # the JPEG's stored frame; orientation 6 displays it 160 high, 96 wide
 SQUARE = (20, 100, 30, 30)     # x, y, w, h of the red square in the displayed frame (outside the stored frame's rows)
@@ -150,3 +152,17 @@ def test_inference_loader_reports_the_frame_it_used(oriented_coco):
     np.testing.assert_array_equal(stored_meta[:2], [STORED_H, STORED_W])
     np.testing.assert_array_equal(displayed_meta[:2], [STORED_W, STORED_H])
     assert notes.count == 2 and notes.names == [os.path.basename(path)] * 2
+
+
+@pytest.mark.slow  # a process: the line comes when it ends
+def test_images_read_one_at_a_time_are_reported_when_the_process_ends(oriented_coco):
+    path = str(oriented_coco / "val2017" / "turned.jpg")
+    code = ("from src.data_transforms import PreprocessSettings; from src.mindir_infer import load_image; "
+            "s = PreprocessSettings(canvas_h=192, canvas_w=192, keep_ratio=True, flip_ratio=0.0, expand_ratio=0.0, "
+            f"num_gts=1); load_image({path!r}, s); load_image({path!r}, s); print('loaded')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-2:] == [
+        "loaded", "WARNING: 2 images have an EXIF orientation other than 1 (first: turned.jpg, turned.jpg): stored "
+        "frame used; set exif_transpose=True to use the displayed frame"]

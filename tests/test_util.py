@@ -189,8 +189,10 @@ def test_image_order_check_names_the_problem():
     coco = gt_coco()  # getImgIds() == [42, 7]
     assert check_image_order(coco, [42, 7], 2) == []
     assert check_image_order(coco, None, 2) == []
+    (count,) = check_image_order(coco, None, 1)
+    assert "lists 2 images but 1 were evaluated" in count and "by position" in count
     (count,) = check_image_order(coco, [42], 1)
-    assert "lists 2 images but 1 were evaluated" in count
+    assert "lists 2 images but 1 were evaluated" in count and "by image id" in count and "missed" in count
     (order,) = check_image_order(coco, [7, 42], 2)
     assert "image 0 of the evaluation set has id 7" in order and "is 42" in order
 
