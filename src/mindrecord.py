@@ -184,7 +184,9 @@ def _progress(done: int, total: int, label: str, state: dict) -> None:
 
 @dataclass
 class LeftOut:
-    """What the evaluation must leave out of the ground truth too: [image id, box index] pairs and image ids."""
+    """What a conversion left out, for the evaluation to leave out of the ground truth too (degenerate boxes as
+    [image id, box index in the image], skipped image ids), and the first images with an EXIF orientation other
+    than 1, for the warning when the set is reused."""
 
     dropped_boxes: list[list[int]]
     skipped_images: list[int]
