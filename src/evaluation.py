@@ -7,10 +7,11 @@ with cfg.visualize = N, `visualize/<image id>.png` for the first N images. The f
 the files are written: a write that fails (disk full) ends the run with one line naming the file, the reason and the
 files that were written, and the figures stay on the screen (the results json is written first).
 
-The ground truth the figures are computed on is the annotation file's without what the MindRecord's conversion left
-out: the boxes it dropped as degenerate (empty once clipped to the image and truncated to whole pixels; training
-drops them too) and, with skip_bad_images, the images it skipped as missing or unreadable (their boxes are not
-counted as misses: the network never saw those images; both are counted in a warning).
+The ground truth the figures are computed on is the annotation file's, as in the original, without the images the
+conversion skipped with skip_bad_images as missing or unreadable (their boxes are not counted as misses: the network
+never saw those images; a warning counts and names them). Boxes the conversion dropped as degenerate (empty once
+clipped to the image and truncated to whole pixels; training leaves them out) stay ground truth, as in the
+original, and a note says how many: they can only be missed.
 """
 from __future__ import annotations
 
@@ -91,9 +92,10 @@ def prepare_evaluation_set(cfg, coco: COCO) -> EvaluationSet:
 
 def evaluation_ground_truth(coco: COCO, image_ids: list[int], dropped_boxes: list[list[int]],
                             anno_path: str) -> COCO:
-    """`coco` restricted to `image_ids` (the evaluation MindRecord's images) and without `dropped_boxes`
-    ([image id, index of the box among the image's annotations `coco.getAnnIds(imgIds=[id])`], the boxes the
-    conversion dropped as degenerate); `coco` itself when nothing is left out. Prints one line per kind left out."""
+    """`coco` restricted to `image_ids` (the evaluation MindRecord's images; `coco` itself when none is left out),
+    with one line for the images left out and one for `dropped_boxes` ([image id, index of the box among the image's
+    annotations `coco.getAnnIds(imgIds=[id])`], the boxes the conversion dropped as degenerate), which stay ground
+    truth as in the original."""
     kept_ids = set(image_ids)
     skipped = [i for i in coco.getImgIds() if i not in kept_ids]
     dropped_ann_ids = set()
@@ -101,7 +103,11 @@ def evaluation_ground_truth(coco: COCO, image_ids: list[int], dropped_boxes: lis
         ann_ids = coco.getAnnIds(imgIds=[image_id], iscrowd=None)
         if image_id in kept_ids and index < len(ann_ids):
             dropped_ann_ids.add(ann_ids[index])
-    if not skipped and not dropped_ann_ids:
+    if dropped_ann_ids:
+        print(f"note: {len(dropped_ann_ids)} degenerate boxes of {anno_path} (empty once clipped to the image and "
+              "truncated to whole pixels) were left out of training but count as ground truth here, as in the "
+              "original's evaluation: they can only be missed", flush=True)
+    if not skipped:
         return coco
     if skipped:
         names = ", ".join(str(coco.imgs[i].get("file_name", i)) for i in skipped[:5])
@@ -110,14 +116,10 @@ def evaluation_ground_truth(coco: COCO, image_ids: list[int], dropped_boxes: lis
               f"missing or unreadable, or not in the file it was made from; first: {names}): they and their "
               f"{boxes} boxes are left out of the evaluation (detections are matched to images by image id)",
               flush=True)
-    if dropped_ann_ids:
-        print(f"note: {len(dropped_ann_ids)} degenerate boxes of {anno_path} (empty once clipped to the image and "
-              "truncated to whole pixels) are left out of the ground truth, as the conversion and training drop "
-              "them", flush=True)
     data = dict(coco.dataset)
     data["images"] = [img for img in coco.dataset["images"] if img["id"] in kept_ids]
     data["annotations"] = [ann for ann in coco.dataset["annotations"]
-                           if ann["image_id"] in kept_ids and ann["id"] not in dropped_ann_ids]
+                           if ann["image_id"] in kept_ids]
     restricted = COCO()
     restricted.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' "creating index..."

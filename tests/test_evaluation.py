@@ -68,18 +68,18 @@ def pycocotools_ap(anno, records):
     return evaluator.stats[0]
 
 
-def test_a_box_the_conversion_drops_is_not_ground_truth(tmp_path, capsys):
+def test_a_box_the_conversion_drops_still_counts_as_in_the_original_and_the_note_says_so(tmp_path, capsys):
     anno = write_set(tmp_path, [[GOOD, DEGENERATE]])
     records = [exact(1, GOOD)]
     assert pycocotools_ap(anno, records) == pytest.approx(HALF_RECALL_AP)  # the file as is: the box counts
     _, evaluated = evaluation_set(tmp_path, anno)
     out = capsys.readouterr().out
     assert "1 degenerate dropped" in out
-    assert "note: 1 degenerate boxes of" in out and "left out of the ground truth" in out
+    assert "note: 1 degenerate boxes of" in out and "count as ground truth here" in out
     evaluator = evaluate_records(records, evaluated.coco, verbose=False)
     row = car_row(evaluator, evaluated.coco)
-    assert row["ground_truth"] == 1  # per_class.csv's count agrees with the summary
-    assert row["AP"] == pytest.approx(1.0) and evaluator.stats[0] == pytest.approx(1.0)
+    assert row["ground_truth"] == 2  # per_class.csv's count agrees with the note
+    assert evaluator.stats[0] == pytest.approx(HALF_RECALL_AP)
 
 
 def test_images_skipped_by_the_conversion_are_left_out_and_named(tmp_path, capsys):
