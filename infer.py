@@ -187,7 +187,7 @@ def infer(cfg) -> list[dict]:
     for path in files:
         try:
             read_image(path, "--images")  # one line naming the file when it is missing, no image or undecodable
-            image, meta = load_image(path, settings)
+            image, meta = load_image(path, settings, cfg.exif_transpose)
         except (DataError, InferError, OSError) as err:
             skipped.append(str(err))
             print(f"WARNING: {err}; skipped ({progress.step()})", file=sys.stderr, flush=True)
