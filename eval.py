@@ -7,6 +7,8 @@ Writes, next to the accuracy log (`./mAP.log`, the original's): `results.pkl.bbo
 records), `per_class.csv` (AP and AP50 per class) and, with --visualize N, `visualize/<image id>.png` for the
 first N images. Prints the standard 12-line COCO summary and the per-class table; mAP.log gets one
 `<figure> = <value>` line per figure. The evaluation itself is src/evaluation.py's (train.py --run_eval runs it too).
+The output folder is checked (writable, FASTER_RCNN_MIN_FREE_MB free) and held against a second eval.py before the
+network is built.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import sys
 
 from src.errors import CheckpointError
 from src.evaluation import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
+from src.fileio import check_output_dir
+from src.run_lock import hold_folder
 from src.runtime import device_id, load_inference_network, run_job, set_up_device
 from src.util import load_ground_truth
 
@@ -34,6 +38,10 @@ def eval_fasterrcnn(cfg) -> None:
     set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
     if not os.path.isfile(checkpoint_path):
         raise CheckpointError(f"checkpoint file not found: {checkpoint_path!r} (config key checkpoint_path)")
+    # the output folder before the long work: writable, with room, and not another run's
+    out_dir = os.path.dirname(os.path.abspath(acclog_path))
+    check_output_dir(out_dir, f"the output folder (of {ACCLOG_NAME}, the results json and per_class.csv)")
+    hold_folder(out_dir, "eval", "eval.py")
     cfg = cfg.replace(anno_path=ground_truth_path(cfg))
     # the ground truth and the checkpoint first: a wrong path or file fails before the long conversion
     coco = load_ground_truth(cfg.anno_path, cfg.dataset, cfg.coco_classes)

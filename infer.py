@@ -35,7 +35,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-import cv2
 import mindspore as ms
 import numpy as np
 from mindspore import nn
@@ -43,6 +42,7 @@ from mindspore import nn
 from src.data_transforms import PreprocessSettings
 from src.errors import CheckpointError, ConfigError, DataError, InferError, OutputError, WriteError
 from src.fileio import check_output_dir, os_reason, write_json_atomic
+from src.image_files import OrientationNotes, read_image_bgr
 from src.mindir_infer import load_image, read_mindir
 from src.mindrecord import read_image
 from src.progress import Progress
@@ -59,9 +59,6 @@ BOX_DECIMALS = 4  # pixels
 SCORE_DECIMALS = 5
 PICTURE_EXTENSION = ".png"
 SHOWN_RENAMED = 5  # pictures named in the line about taken names
-# The image as stored, as the network's decoder sees it (cv2 alone would turn it by its EXIF orientation and the
-# picture would then not fit the boxes).
-SOURCE_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 # (images (B, 3, H, W) float32, metas (B, 4) float32) -> (boxes (B, N, 5), labels (B, N, 1), masks (B, N, 1))
 DetectBatch = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -263,24 +260,27 @@ def image_record(path: str, meta: np.ndarray, boxes: np.ndarray, labels: np.ndar
             "names": [classes[i] if i < len(classes) else f"class {i}" for i in indices]}
 
 
-def draw_record(record: dict, settings: PreprocessSettings, class_names: Sequence[str], path: str) -> None:
-    """The record's detections drawn on its image file into the new file `path` (never replacing one); when cv2
-    cannot read the image, on the network input scaled back."""
-    picture = cv2.imread(record["file"], SOURCE_READ_FLAGS)
+def draw_record(record: dict, settings: PreprocessSettings, class_names: Sequence[str], path: str,
+                exif_transpose: bool = False) -> None:
+    """The record's detections drawn on its image file, in the frame the network saw (stored, or displayed with
+    `exif_transpose`), into the new file `path` (never replacing one); when the file cannot be read so, on the
+    network input scaled back."""
+    picture = read_image_bgr(record["file"], exif_transpose)
     if picture is None or picture.shape[:2] != (record["height"], record["width"]):
-        picture = picture_for(None, *load_image(record["file"], settings))
+        # its orientation was counted when it was read for the network
+        picture = picture_for(None, *load_image(record["file"], settings, exif_transpose, OrientationNotes()))
     boxes = np.array([[*box, score] for box, score in zip(record["boxes"], record["scores"], strict=True)],
                      np.float32).reshape(-1, 5)
     save_png(draw_detections(picture, boxes, np.array(record["labels"]) - 1, class_names), path, replace=False)
 
 
 def draw_pictures(records: Sequence[dict], settings: PreprocessSettings, class_names: Sequence[str],
-                  out_dir: str, detections_path: str) -> None:
+                  out_dir: str, detections_path: str, exif_transpose: bool = False) -> None:
     """Each record's picture (its "picture" name in out_dir). WriteError naming the file, the reason and what is
     kept when one cannot be written: detections.json is already complete, the pictures before it stay."""
     for done, record in enumerate(records):
         try:
-            draw_record(record, settings, class_names, os.path.join(out_dir, record["picture"]))
+            draw_record(record, settings, class_names, os.path.join(out_dir, record["picture"]), exif_transpose)
         except WriteError as err:
             raise WriteError(f"{err}; kept: {detections_path} (complete, {len(records)} images) and {done} of "
                              f"{len(records)} pictures") from None
@@ -350,7 +350,7 @@ def detect_and_write(cfg, files: Sequence[str], skipped: list[str], shapes: Sequ
     for path in files:
         try:
             read_image(path, "--images")  # one line naming the file when it is missing, no image or undecodable
-            image, meta = load_image(path, settings)
+            image, meta = load_image(path, settings, cfg.exif_transpose)
         except (DataError, InferError, OSError) as err:
             skipped.append(str(err))
             print(f"WARNING: {err}; skipped ({progress.step()})", file=sys.stderr, flush=True)
@@ -380,7 +380,7 @@ def detect_and_write(cfg, files: Sequence[str], skipped: list[str], shapes: Sequ
     print(f"detections of {len(records)} of {len(files)} image files written to {out_path}", flush=True)
     if cfg.draw:
         print(f"drawing {len(records)} pictures into {out_dir}/ ...", flush=True)
-        draw_pictures(records, settings, classes[1:], out_dir, out_path)
+        draw_pictures(records, settings, classes[1:], out_dir, out_path, cfg.exif_transpose)
         print(f"pictures of {len(records)} images drawn to {out_dir}/ (named in {DETECTIONS_FILE}: \"picture\")",
               flush=True)
     first, steady = call_seconds[0], call_seconds[1:]

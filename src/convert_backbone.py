@@ -32,11 +32,14 @@ from src.backbone_loader import target_name
 from src.errors import CheckpointError
 from src.FasterRcnn.resnet import ResNetFea
 from src.FasterRcnn.settings import Kernels
-from src.fileio import atomic_path
+from src.fileio import atomic_path, os_reason
 from src.model_utils.config import get_config
 from src.network_checkpoint import name_listing
 from src.runtime import run_main
 
+# The first bytes of torch.save's files: a zip archive (PyTorch >= 1.6), or a pickle (protocol 2+) before that.
+TORCH_ZIP_MAGIC = b"PK\x03\x04"
+TORCH_LEGACY_MAGIC = b"\x80"
 IGNORED = re.compile(r"^fc\.|\.num_batches_tracked$")  # the ImageNet classifier; BatchNorm's update counter
 _BN_LEAF = re.compile(r"^(.*(?:\.|^)(?:bn\d|down_sample_layer\.1))\.(weight|bias|running_mean|running_var)$")
 _BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
@@ -96,8 +99,21 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: reading a PyTorch file needs torch (pip install -r requirements-dev.txt)") \
             from None
     try:
+        with open(path, "rb") as f:
+            head = f.read(len(TORCH_ZIP_MAGIC))
+    except OSError as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({os_reason(err)})") from None
+    if not head.startswith((TORCH_ZIP_MAGIC, TORCH_LEGACY_MAGIC)):
+        raise CheckpointError(f"{path}: not a PyTorch state dict file (torch.save writes a zip archive or, before "
+                              "PyTorch 1.6, a pickle; this file is neither)")
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, i.e. running the file's code: not for a file that should
+        # hold only tensors
+        raise CheckpointError(f"{path}: not a PyTorch state dict file (it holds objects other than tensors and "
+                              "containers, which are not loaded)") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch file ({detail})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -4,33 +4,44 @@
 Files written into one folder: `results.pkl.bbox.json` (COCO detection records), the accuracy log (`mAP.log`: one
 `<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class) and,
 with cfg.visualize = N, `visualize/<image id>.png` for the first N images (`<image id>-2.png`, ... where a file
-this process did not write has the name: a picture never replaces one).
+this process did not write has the name: a picture never replaces one). The figures are computed and printed before
+the files are written: a write that fails (disk full) ends the run with one line naming the file, the reason and the
+files that were written, and the figures stay on the screen (the results json is written first).
+
+The ground truth the figures are computed on is the annotation file's, as in the original, without the images the
+conversion skipped with skip_bad_images as missing or unreadable (their boxes are not counted as misses: the network
+never saw those images; a warning counts and names them). Boxes the conversion dropped as degenerate (empty once
+clipped to the image and truncated to whole pixels; training leaves them out) stay ground truth, as in the
+original, and a note says how many: they can only be missed.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 from dataclasses import dataclass
 
-import cv2
 import mindspore.dataset as de
 import numpy as np
 from mindspore import nn
 from pycocotools.coco import COCO
 
 from src.dataset import create_fasterrcnn_dataset
-from src.errors import DataError
-from src.mindrecord import create_mindrecord
+from src.errors import DataError, WriteError
+from src.fileio import write_json_atomic
+from src.image_files import read_image_bgr
+from src.mindrecord import create_mindrecord, file_sha256, read_sidecar
 from src.progress import Progress
 from src.util import (
     RESULTS_PREFIX,
     bbox2result_1image,
     category_map,
     check_image_order,
+    det2json,
+    evaluate_records,
     per_class_ap,
     per_class_table,
-    results2json,
-    run_cocoeval,
     select_detections,
     summary_figures,
     write_per_class,
@@ -65,21 +76,68 @@ def ground_truth_path(cfg) -> str:
 
 def prepare_evaluation_set(cfg, coco: COCO) -> EvaluationSet:
     """The evaluation MindRecord of cfg's data set (converted on first use), checked against `coco`, the ground
-    truth read from cfg.anno_path."""
+    truth read from cfg.anno_path, and the ground truth without what the conversion left out (see the module
+    docstring)."""
     print("CHECKING MINDRECORD FILES ...", flush=True)
     mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=False)
     print("CHECKING MINDRECORD FILES DONE!")
-    num_images = check_evaluation_set(coco, mindrecord, cfg.anno_path)
-    return EvaluationSet(coco, mindrecord, num_images)
+    ids = check_evaluation_set(coco, mindrecord, cfg.anno_path)
+    sidecar = read_sidecar(mindrecord) or {}
+    # the dropped boxes are indexed in the annotation file the set was made from: only that file's apply
+    same_file = sidecar.get("source", {}).get("annotation_sha256") == file_sha256(cfg.anno_path)
+    dropped = sidecar.get("dropped_boxes", []) if same_file else []
+    coco = evaluation_ground_truth(coco, ids, dropped, cfg.anno_path)
+    for problem in check_image_order(coco, ids, len(ids)):
+        print(f"WARNING: {problem}", flush=True)
+    return EvaluationSet(coco, mindrecord, len(ids))
+
+
+def evaluation_ground_truth(coco: COCO, image_ids: list[int], dropped_boxes: list[list[int]],
+                            anno_path: str) -> COCO:
+    """`coco` restricted to `image_ids` (the evaluation MindRecord's images; `coco` itself when none is left out),
+    with one line for the images left out and one for `dropped_boxes` ([image id, index of the box among the image's
+    annotations `coco.getAnnIds(imgIds=[id])`], the boxes the conversion dropped as degenerate), which stay ground
+    truth as in the original."""
+    kept_ids = set(image_ids)
+    skipped = [i for i in coco.getImgIds() if i not in kept_ids]
+    dropped_ann_ids = set()
+    for image_id, index in dropped_boxes:
+        ann_ids = coco.getAnnIds(imgIds=[image_id], iscrowd=None)
+        if image_id in kept_ids and index < len(ann_ids):
+            dropped_ann_ids.add(ann_ids[index])
+    if dropped_ann_ids:
+        print(f"note: {len(dropped_ann_ids)} degenerate boxes of {anno_path} (empty once clipped to the image and "
+              "truncated to whole pixels) were left out of training but count as ground truth here, as in the "
+              "original's evaluation: they can only be missed", flush=True)
+    if not skipped:
+        return coco
+    if skipped:
+        names = ", ".join(str(coco.imgs[i].get("file_name", i)) for i in skipped[:5])
+        boxes = len(coco.getAnnIds(imgIds=skipped, iscrowd=None))
+        print(f"WARNING: {len(skipped)} images of {anno_path} are not in the evaluation MindRecord (skipped as "
+              f"missing or unreadable, or not in the file it was made from; first: {names}): they and their "
+              f"{boxes} boxes are left out of the evaluation (detections are matched to images by image id)",
+              flush=True)
+    data = dict(coco.dataset)
+    data["images"] = [img for img in coco.dataset["images"] if img["id"] in kept_ids]
+    data["annotations"] = [ann for ann in coco.dataset["annotations"]
+                           if ann["image_id"] in kept_ids]
+    restricted = COCO()
+    restricted.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' "creating index..."
+        restricted.createIndex()
+    return restricted
 
 
 def source_image(cfg, coco: COCO, image_id: int) -> np.ndarray | None:
-    """The original image file of `image_id` (BGR), or None when it cannot be read."""
+    """The original image file of `image_id` (BGR) in the frame the MindRecord holds it in (displayed with
+    cfg.exif_transpose, else stored; the conversion counted and named the images where they differ), or None when
+    it cannot be read."""
     info = coco.imgs.get(image_id)
     if info is None:
         return None
     folder = os.path.join(cfg.coco_root, cfg.val_data_type) if cfg.dataset == "coco" else cfg.image_dir
-    return cv2.imread(os.path.join(folder, info["file_name"]), cv2.IMREAD_COLOR)
+    return read_image_bgr(os.path.join(folder, info["file_name"]), bool(cfg.exif_transpose))
 
 
 def picture_path(out_dir: str, image_id: int) -> tuple[str, bool]:
@@ -147,18 +205,15 @@ def mindrecord_image_ids(mindrecord: str) -> list[int]:
     return [int(row["image_id"]) for row in ids.create_dict_iterator(output_numpy=True, num_epochs=1)]
 
 
-def check_evaluation_set(coco: COCO, mindrecord: str, anno_path: str) -> int:
-    """Warn when the MindRecord and the annotation file list different images or another order; DataError when
-    the MindRecord holds images the annotation file does not know (no figure could be right). Returns the
-    number of images of the MindRecord."""
+def check_evaluation_set(coco: COCO, mindrecord: str, anno_path: str) -> list[int]:
+    """The image ids of the MindRecord, in its order; DataError when it holds images the annotation file does not
+    know (no figure could be right)."""
     ids = mindrecord_image_ids(mindrecord)
-    for problem in check_image_order(coco, ids, len(ids)):
-        print(f"WARNING: {problem}", flush=True)
     unknown = sorted(set(ids) - set(coco.getImgIds()))
     if unknown:
         raise DataError(f"{len(unknown)} images of {mindrecord} have ids that {anno_path} does not list (first: "
                         f"{unknown[:5]}); anno_path must be the annotation file the MindRecord was made from")
-    return len(ids)
+    return ids
 
 
 def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_path: str) -> dict:
@@ -173,16 +228,34 @@ def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_pat
     cat_ids, note = category_map(coco, cfg.coco_classes)
     if note:
         print(note, flush=True)
-    result_files = results2json(coco, results, os.path.join(out_dir, RESULTS_PREFIX), img_ids=image_ids,
-                                cat_ids=cat_ids)
-    print(f"detections written to {result_files['bbox']}", flush=True)
-    evaluator = run_cocoeval(result_files["bbox"], coco)
+    records = det2json(coco, results, img_ids=image_ids, cat_ids=cat_ids)
+    evaluator = evaluate_records(records, coco)
     summary = summary_figures(evaluator)
-    write_summary(summary, acclog_path)
     per_class = per_class_ap(evaluator, coco, cfg.coco_classes, cat_ids)
     per_class_path = os.path.join(out_dir, PER_CLASS_NAME)
-    write_per_class(per_class, per_class_path)
-    print(f"per class (area all, 100 detections per image; -1: no ground truth), written to {per_class_path}:\n"
+    print(f"per class (area all, 100 detections per image; -1: no ground truth), for {per_class_path}:\n"
           f"{per_class_table(per_class)}", flush=True)
+    write_evaluation_files(records, summary, per_class, os.path.join(out_dir, f"{RESULTS_PREFIX}.bbox.json"),
+                           acclog_path, per_class_path)
     print("eval end", flush=True)
     return summary
+
+
+def write_evaluation_files(records: list[dict], summary: dict, per_class: list[dict], results_path: str,
+                           acclog_path: str, per_class_path: str) -> None:
+    """The results json (detection records), then the accuracy log and per_class.csv, each atomically. WriteError
+    (one line: the file, the system's reason, what was written) when one fails; the files written before it
+    stay, complete."""
+    writes = ((results_path, lambda: write_json_atomic(records, results_path)),
+              (acclog_path, lambda: write_summary(summary, acclog_path)),
+              (per_class_path, lambda: write_per_class(per_class, per_class_path)))
+    written = []
+    for path, write in writes:
+        try:
+            write()
+        except WriteError as err:
+            kept = f"written before it: {', '.join(written)}" if written else "none of the files was written"
+            raise WriteError(f"{err}; the figures are printed above; {kept}") from None
+        written.append(os.path.basename(path))
+        if path == results_path:
+            print(f"detections written to {results_path}", flush=True)

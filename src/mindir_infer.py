@@ -3,7 +3,7 @@
 The CPU/GPU counterpart of the Ascend C++ app (ascend310_infer/): same inputs, same files.
 
     python -m src.mindir_infer --mindir_path=M.mindir --dataset_path=IMAGES [--result_path=./result_Files]
-        [--time_path=./time_Result] [--device_target=CPU] [--device_id=0] [--keep_ratio=true]
+        [--time_path=./time_Result] [--device_target=CPU] [--device_id=0] [--keep_ratio=true] [--exif_transpose=false]
 
 Every image file of --dataset_path (name order) goes through the evaluation pipeline's preprocessing
 (src/data_transforms.py) for the MINDIR's input size; each output k of an image is written as raw bytes to
@@ -31,6 +31,7 @@ from mindspore.train import mind_ir_pb2
 from src.data_transforms import PreprocessSettings, preprocess_eval
 from src.errors import InferError
 from src.fileio import atomic_path, write_text_atomic
+from src.image_files import OrientationNotes, exif_orientation, notes_reported_at_exit, to_displayed
 from src.model_utils.config import parse_bool
 from src.progress import Progress
 from src.runtime import run_main, set_up_device
@@ -125,15 +126,22 @@ def file_stem(path: str) -> str:
     return os.path.basename(path).split(".")[0]
 
 
-def load_image(path: str, settings: PreprocessSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Decode (MindSpore's decoder, as the evaluation pipeline) and preprocess one image file:
-    returns image (3, H, W) float32 and meta (4,) float32 [orig_h, orig_w, scale_h, scale_w]."""
+def load_image(path: str, settings: PreprocessSettings, exif_transpose: bool = False,
+               notes: OrientationNotes | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode (MindSpore's decoder, as the evaluation pipeline) and preprocess one image file, in its stored frame
+    or with `exif_transpose` its displayed frame (src/image_files.py): returns image (3, H, W) float32 and meta (4,)
+    float32 [orig_h, orig_w, scale_h, scale_w] (orig: the frame used). Images whose EXIF orientation is not 1 are
+    counted in `notes` (default: a line printed when the process ends)."""
     with open(path, "rb") as f:
         data = np.frombuffer(f.read(), np.uint8)
     try:
         decoded = vision.Decode()(data)
     except (RuntimeError, ValueError) as err:
         raise InferError(f"cannot decode image {path}: {str(err).splitlines()[0]}") from None
+    orientation = exif_orientation(path)
+    (notes or notes_reported_at_exit(exif_transpose)).note(os.path.basename(path), orientation)
+    if exif_transpose:
+        decoded = to_displayed(decoded, orientation)
     image, meta = preprocess_eval(decoded, NO_BOXES, settings)[:2]
     return image, meta
 
@@ -169,8 +177,10 @@ def read_raw_outputs(result_dir: str, stem: str) -> tuple[np.ndarray, np.ndarray
     return boxes, labels, masks
 
 
-def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, keep_ratio: bool = True) -> int:
-    """Infer every image of `dataset_path`; returns the number of images written."""
+def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, keep_ratio: bool = True,
+        exif_transpose: bool = False) -> int:
+    """Infer every image of `dataset_path` (in the displayed frame with `exif_transpose`); returns the number of
+    images written."""
     (batch, _, height, width), _ = mindir_input_shapes(mindir_path)
     files = list_images(dataset_path)
     stems = [file_stem(f) for f in files]
@@ -185,10 +195,11 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
     print(f"loaded {mindir_path}: batch {batch}, input {height}x{width}; {len(files)} images", flush=True)
 
     latencies = []
+    notes = OrientationNotes()
     progress = Progress(len(files))
     for first in range(0, len(files), batch):
         chunk = files[first:first + batch]
-        prepared = [load_image(f, settings) for f in chunk]
+        prepared = [load_image(f, settings, exif_transpose, notes) for f in chunk]
         prepared += [prepared[-1]] * (batch - len(chunk))
         images = ms.Tensor(np.stack([p[0] for p in prepared]))
         metas = ms.Tensor(np.stack([p[1] for p in prepared]))
@@ -200,6 +211,8 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
         print(f"Predict {', '.join(os.path.basename(f) for f in chunk)}: {latencies[-1]:.3f} s "
               f"({progress.step(len(chunk))})", flush=True)
 
+    if notes.line(exif_transpose):
+        print(notes.line(exif_transpose), flush=True)
     average_ms = 1000.0 * sum(latencies) / len(latencies)
     line = f"NN inference cost average time: {average_ms:.3f} ms of infer_count {len(latencies)}"
     print(line, flush=True)
@@ -216,11 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--device_id", type=int, default=0)
     parser.add_argument("--keep_ratio", type=parse_bool, default=True, help="as the model was trained (default true)")
+    parser.add_argument("--exif_transpose", type=parse_bool, default=False,
+                        help="read images in their displayed frame (EXIF orientation applied; default: stored frame)")
     args = parser.parse_args(argv)
 
     def infer() -> None:
         set_up_device(args.device_target, "GRAPH", args.device_id)
-        run(args.mindir_path, args.dataset_path, args.result_path, args.time_path, args.keep_ratio)
+        run(args.mindir_path, args.dataset_path, args.result_path, args.time_path, args.keep_ratio,
+            args.exif_transpose)
 
     return run_main(infer, "mindir_infer")
 

@@ -9,6 +9,12 @@ source, the classes, the conversion's counts and the label <-> category id map (
 so a set without it (an interrupted run, or one written by the original) is never taken for complete and is
 rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. COCO category
 `label_map(file)[k + 1]["id"]`.
+
+The json also lists the boxes the conversion dropped as degenerate (`dropped_boxes`: [image id, index of the box
+among the image's annotations]) and the images skipped as missing or unreadable (`skipped_images`: ids), so that the
+evaluation leaves them out of the ground truth too (src/evaluation.py). With `cfg.exif_transpose` an image whose
+EXIF orientation is not 1 is stored in its displayed frame, re-encoded as PNG (lossless), with its displayed size
+(src/image_files.py); without it such images are stored as they are and counted in a warning.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from mindspore.mindrecord import FileWriter
 from src.data_sources import ImageRecord, read_coco_records, read_txt_records
 from src.errors import DataError
 from src.fileio import write_json_atomic
+from src.image_files import OrientationNotes, decode_bgr, exif_orientation
 
 TRAIN_FILE_NUM = 8          # the original's shard count for training sets
 EVAL_FILE_NUM = 1
@@ -40,7 +47,7 @@ SCHEMA = {
     "image_id": {"type": "int64"},
 }
 SCHEMA_NAME = "fasterrcnn_json"
-SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 1"
+SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 2"
 # Formats MindSpore's Decode reads, by their first bytes.
 IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)  # an image without boxes (eval): one crowd row
@@ -109,6 +116,7 @@ class ConversionSummary:
     boxes_clipped: int = 0          # partly outside the image
     boxes_degenerate: int = 0       # empty after clipping to the image and truncation to integers: dropped
     boxes_crowd: int = 0            # kept, marked not valid
+    images_oriented: int = 0        # EXIF orientation other than 1 (turned to the displayed frame with exif_transpose)
 
     def line(self, path: str) -> str:
         return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written; left out "
@@ -118,8 +126,11 @@ class ConversionSummary:
                 f"{self.images_over_num_gts} images with more boxes than num_gts")
 
 
-def read_image(path: str, where: str) -> tuple[bytes, int, int]:
-    """The encoded bytes of an image file and its (height, width); DataError naming the file if unusable."""
+def read_image(path: str, where: str, exif_transpose: bool = False,
+               notes: OrientationNotes | None = None) -> tuple[bytes, int, int]:
+    """The encoded bytes of an image file and its (height, width) in the stored frame; DataError naming the file if
+    unusable. With `exif_transpose` an image whose EXIF orientation is not 1 comes back in its displayed frame,
+    re-encoded as PNG. `notes` counts the images with such an orientation."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -129,14 +140,21 @@ def read_image(path: str, where: str) -> tuple[bytes, int, int]:
         raise DataError(f"{where}: cannot read image {path}: {err.strerror}") from None
     if not any(data.startswith(magic) for magic in IMAGE_MAGIC):
         raise DataError(f"{where}: {path} is not a {'/'.join(sorted(set(IMAGE_MAGIC.values())))} image")
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    orientation = exif_orientation(path)
+    decoded = decode_bgr(data, orientation if exif_transpose else 1)
     if decoded is None:
         raise DataError(f"{where}: cannot decode image {path}")
+    if notes is not None:
+        notes.note(os.path.basename(path), orientation)
+    if exif_transpose and orientation != 1:
+        data = cv2.imencode(".png", decoded)[1].tobytes()
     return data, decoded.shape[0], decoded.shape[1]
 
 
-def usable_rows(boxes: np.ndarray, height: int, width: int, summary: ConversionSummary) -> np.ndarray:
-    """(n, 6) float rows -> int32 rows clipped to the image, degenerate ones dropped (counted in `summary`)."""
+def usable_rows(boxes: np.ndarray, height: int, width: int, summary: ConversionSummary,
+                dropped: list[int] | None = None) -> np.ndarray:
+    """(n, 6) float rows -> int32 rows clipped to the image, degenerate ones dropped (counted in `summary`, their
+    row indices appended to `dropped`)."""
     clipped = boxes.copy()
     clipped[:, 0:4:2] = np.clip(boxes[:, 0:4:2], 0, width)
     clipped[:, 1:4:2] = np.clip(boxes[:, 1:4:2], 0, height)
@@ -144,6 +162,8 @@ def usable_rows(boxes: np.ndarray, height: int, width: int, summary: ConversionS
     rows = clipped.astype(np.int32)  # truncation, as the original stores its boxes
     keep = (rows[:, 2] > rows[:, 0]) & (rows[:, 3] > rows[:, 1])
     summary.boxes_degenerate += int((~keep).sum())
+    if dropped is not None:
+        dropped.extend(int(i) for i in np.flatnonzero(~keep))
     rows = rows[keep]
     summary.boxes_crowd += int((rows[:, 5] != 0).sum())
     return rows
@@ -162,13 +182,26 @@ def _progress(done: int, total: int, label: str, state: dict) -> None:
     sys.stderr.flush()
 
 
+@dataclass
+class LeftOut:
+    """What a conversion left out, for the evaluation to leave out of the ground truth too (degenerate boxes as
+    [image id, box index in the image], skipped image ids), and the first images with an EXIF orientation other
+    than 1, for the warning when the set is reused."""
+
+    dropped_boxes: list[list[int]]
+    skipped_images: list[int]
+    oriented_names: list[str]
+
+
 def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_images: bool, num_gts: int,
-                   summary: ConversionSummary):
-    """Yield MindRecord rows: images checked, boxes cleaned; the counts go into `summary`."""
+                   summary: ConversionSummary, left_out: LeftOut, exif_transpose: bool = False):
+    """Yield MindRecord rows: images checked, boxes cleaned; the counts go into `summary`, what was left out
+    into `left_out`."""
     summary.images_in_source = len(records)
+    notes = OrientationNotes()
     for record in records:
         try:
-            data, height, width = read_image(record.path, record.where)
+            data, height, width = read_image(record.path, record.where, exif_transpose, notes)
         except DataError:
             if not skip_bad_images:
                 raise
@@ -176,8 +209,11 @@ def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_image
                 summary.images_unreadable += 1
             else:
                 summary.images_missing += 1
+            left_out.skipped_images.append(int(record.image_id))
             continue
-        rows = usable_rows(record.boxes, height, width, summary)
+        dropped: list[int] = []
+        rows = usable_rows(record.boxes, height, width, summary, dropped)
+        left_out.dropped_boxes.extend([int(record.image_id), i] for i in dropped)
         if not np.any(rows[:, 5] == 0):
             if is_training:
                 summary.images_without_box += 1
@@ -187,6 +223,17 @@ def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_image
         summary.images_over_num_gts += int(len(rows) > num_gts)
         summary.images_written += 1
         yield {"image": data, "annotation": rows, "image_id": np.int64(record.image_id)}
+    summary.images_oriented = notes.count
+    left_out.oriented_names.extend(notes.names)
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's content (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def describe_source(cfg, is_training: bool) -> dict:
@@ -204,13 +251,9 @@ def describe_source(cfg, is_training: bool) -> dict:
     if not os.path.isfile(anno_file):
         key = "coco_root, instance_set" if kind == "coco" else "anno_path"
         raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
-    digest = hashlib.sha256()
-    with open(anno_file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_sha256": digest.hexdigest(),
+    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_sha256": file_sha256(anno_file),
             "image_root": os.path.abspath(image_root), "is_training": bool(is_training),
-            "classes": list(cfg.coco_classes)}
+            "classes": list(cfg.coco_classes), "exif_transpose": bool(cfg.exif_transpose)}
 
 
 def images_fingerprint(records: list[ImageRecord]) -> str:
@@ -234,6 +277,7 @@ _CHANGES = {
     "annotation_file": "another annotation file",
     "image_root": "another image folder",
     "is_training": "training and evaluation sets differ",
+    "exif_transpose": "exif_transpose changed (the frame images are stored in)",
 }
 
 
@@ -302,6 +346,18 @@ def write_mindrecord(rows, directory: str, prefix: str, file_num: int, total: in
     return target
 
 
+def _print_orientation_line(sidecar: dict | None, applied: bool) -> None:
+    """The line about the set's images with an EXIF orientation other than 1 (from its json), if it has any."""
+    if not sidecar:
+        return
+    notes = OrientationNotes()
+    notes.count = int(sidecar.get("summary", {}).get("images_oriented", 0))
+    notes.names = list(sidecar.get("oriented_names", []))
+    line = notes.line(applied)
+    if line:
+        print(line, flush=True)
+
+
 def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None = None,
                       file_num: int | None = None) -> str:
     """The MindRecord of the configured data set (`cfg.dataset` "coco": `coco_root`; else TXT: `image_dir`,
@@ -321,6 +377,7 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
     source["images"] = images_fingerprint(records)
     if is_mindrecord_complete(target, source):
         print(f"Reusing MindRecord {target}", flush=True)
+        _print_orientation_line(read_sidecar(target), source["exif_transpose"])
         return target
     if rank != 0:
         print(f"rank {rank}: waiting for rank 0 to write {target}", flush=True)
@@ -333,10 +390,15 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
         print(f"Rebuilding MindRecord {target}: {'; '.join(reasons)}", flush=True)
     print("Create Mindrecord. It may take some time.", flush=True)
     summary = ConversionSummary()
-    rows = _rows_to_write(records, is_training, bool(cfg.skip_bad_images), int(cfg.num_gts), summary)
+    left_out = LeftOut([], [], [])
+    rows = _rows_to_write(records, is_training, bool(cfg.skip_bad_images), int(cfg.num_gts), summary, left_out,
+                          source["exif_transpose"])
+    # left_out's lists fill while write_mindrecord consumes `rows`, before it writes the json
     sidecar = {"open": os.path.basename(target), "source": source, "classes": list(cfg.coco_classes),
-               "categories": categories}
+               "categories": categories, "dropped_boxes": left_out.dropped_boxes,
+               "skipped_images": left_out.skipped_images, "oriented_names": left_out.oriented_names}
     write_mindrecord(rows, directory, prefix, file_num, len(records), sidecar, summary)
     print(summary.line(target), flush=True)
+    _print_orientation_line(read_sidecar(target), source["exif_transpose"])
     print(f"Create Mindrecord Done, at {directory}", flush=True)
     return target

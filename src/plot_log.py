@@ -9,6 +9,9 @@ LOSS_LOG is either of train.py's logs:
   only; the global step is (E - 1) * steps per epoch + S, the steps per epoch being the largest S in the file.
 A step logged twice (a resumed run repeats the interrupted epoch) keeps its last value.
 EVAL_LOG: `eval_<rank>.log` of train.py --run_eval, lines `<seconds> epoch: E global_step: G AP: x AP50: y`.
+A value that is not a number (`nan` and `inf` are numbers) is an error naming its file:line, except on a last line
+without its line end: a log still being written (or cut off by a killed run) ends that way, so that line is skipped
+with a warning.
 
 The picture (PNG, written atomically): the losses on a log scale, each step faint and its running mean (over about
 1/20 of the run) drawn over it; below, AP and AP50 at the evaluated steps.
@@ -38,12 +41,51 @@ DPI = 110
 Series = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _read_lines(path: str) -> list[str]:
+def _read_lines(path: str) -> list[tuple[str, str]]:
+    """(where "file:line", text) of each line of `path`."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().splitlines()
+            text = f.read()
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    return [(f"{path}:{number}", line) for number, line in enumerate(text.splitlines(), start=1)]
+
+
+class _PartialLine(Exception):
+    """The unfinished last line of a log that is still being written."""
+
+
+def _numbers(where: str, fields: list[tuple[str, str]], partial: bool) -> list[float]:
+    """The values of (name, text) fields of one line as floats ('nan' and 'inf' included); DataError naming `where`
+    and the field for one that is not a number, or _PartialLine when `partial` (the file's last line, without a line
+    end: cut off mid-write, skipped with a counted warning rather than refused)."""
+    values = []
+    for name, text in fields:
+        try:
+            values.append(float(text))
+        except ValueError:
+            if partial:
+                raise _PartialLine from None
+            raise DataError(f"{where}: {name}={text!r} is not a number") from None
+    return values
+
+
+def _warn_partial(path: str, skipped: int) -> None:
+    if skipped:
+        print(f"WARNING: {path}: its last line is unfinished (no line end; a run still writing, or cut off) and "
+              "was skipped", file=sys.stderr, flush=True)
+
+
+def _ends_unfinished(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) not in (b"\n", b"\r")
+    except OSError:
+        return False
 
 
 def _as_series(points: dict[str, dict[int, float]]) -> Series:
@@ -53,18 +95,30 @@ def _as_series(points: dict[str, dict[int, float]]) -> Series:
 
 def parse_loss_log(path: str) -> Series:
     """The loss series of a train.py stdout log (every term) or of a loss_<rank>.log (total_loss); DataError naming
-    the file when it has neither kind of line."""
+    the file when it has neither kind of line, or the file:line of a value that is not a number."""
     lines = _read_lines(path)
+    unfinished = _ends_unfinished(path)
+    last = len(lines) - 1
     terms: dict[str, dict[int, float]] = {}
-    for line in lines:
-        step = STDOUT_STEP.search(line)
-        if step:
-            for name, value in LOSS_TERM.findall(line[step.end():]):
-                terms.setdefault(name, {})[int(step.group(1))] = float(value)
+    rows, skipped = [], 0
+    for index, (where, line) in enumerate(lines):
+        partial = unfinished and index == last
+        try:
+            step = STDOUT_STEP.search(line)
+            if step:
+                fields = LOSS_TERM.findall(line[step.end():])
+                for (name, _), value in zip(fields, _numbers(where, fields, partial), strict=True):
+                    terms.setdefault(name, {})[int(step.group(1))] = value
+                continue
+            match = LOSS_LOG_LINE.match(line)
+            if match:
+                (loss,) = _numbers(where, [("total_loss", match.group(3))], partial)
+                rows.append((int(match.group(1)), int(match.group(2)), loss))
+        except _PartialLine:
+            skipped += 1
+    _warn_partial(path, skipped)
     if terms:
         return _as_series(terms)
-    rows = [(int(m.group(1)), int(m.group(2)), float(m.group(3)))
-            for m in (LOSS_LOG_LINE.match(line) for line in lines) if m]
     if not rows:
         raise DataError(f"{path}: no loss lines (expected train.py's log, `... | global step: G | total_loss: L | "
                         "...`, or loss_<rank>.log, `<seconds> epoch: E step: S total_loss: L`)")
@@ -73,12 +127,28 @@ def parse_loss_log(path: str) -> Series:
 
 
 def parse_eval_log(path: str) -> Series:
-    """AP and AP50 by global step from an eval_<rank>.log; DataError naming the file when it has no such line."""
-    rows = [m for m in (EVAL_LOG_LINE.match(line) for line in _read_lines(path)) if m]
-    if not rows:
+    """AP and AP50 by global step from an eval_<rank>.log; DataError naming the file when it has no such line, or
+    the file:line of a value that is not a number."""
+    lines = _read_lines(path)
+    unfinished = _ends_unfinished(path)
+    points: dict[str, dict[int, float]] = {"AP": {}, "AP50": {}}
+    skipped = 0
+    for index, (where, line) in enumerate(lines):
+        match = EVAL_LOG_LINE.match(line)
+        if not match:
+            continue
+        try:
+            ap, ap50 = _numbers(where, [("AP", match.group(3)), ("AP50", match.group(4))],
+                                unfinished and index == len(lines) - 1)
+        except _PartialLine:
+            skipped += 1
+            continue
+        points["AP"][int(match.group(2))] = ap
+        points["AP50"][int(match.group(2))] = ap50
+    _warn_partial(path, skipped)
+    if not points["AP"]:
         raise DataError(f"{path}: no evaluation lines (expected `<seconds> epoch: E global_step: G AP: x AP50: y`)")
-    return _as_series({"AP": {int(m.group(2)): float(m.group(3)) for m in rows},
-                       "AP50": {int(m.group(2)): float(m.group(4)) for m in rows}})
+    return _as_series(points)
 
 
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:

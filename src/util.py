@@ -69,7 +69,26 @@ def load_ground_truth(anno_path: str, dataset: str, classes: Sequence[str]) -> C
     if not coco.getImgIds():
         raise DataError(f"{anno_path}: no images (a COCO json needs a non-empty 'images' list; a TXT file one line "
                         "per image)")
+    filled = fill_missing_areas(coco, anno_path)
+    if filled:
+        print(f"WARNING: {anno_path}: {filled} annotations have no 'area'; computed from their box (w * h) for the "
+              "evaluation's small/medium/large split", flush=True)
     return coco
+
+
+def fill_missing_areas(coco: COCO, where: str = "the ground truth") -> int:
+    """Give every annotation of `coco` without an 'area' (hand-made files, some converters') the area of its box,
+    w * h in pixels, as pycocotools' loadRes does for detections (COCOeval needs it); returns how many."""
+    filled = 0
+    for i, ann in enumerate(coco.dataset.get("annotations", [])):
+        if "area" not in ann:
+            try:
+                _, _, w, h = ann["bbox"]
+                ann["area"] = float(w) * float(h)  # the same dict as coco.anns[id]: the index sees it
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{where}: annotations[{i}] has neither 'area' nor a 'bbox' [x, y, w, h]") from None
+            filled += 1
+    return filled
 
 
 def select_detections(bboxes: np.ndarray, labels: np.ndarray, mask: np.ndarray,
@@ -172,13 +191,19 @@ def run_cocoeval(result_file: str, coco: COCO, verbose: bool = True) -> COCOeval
     `verbose` prints pycocotools' output, the 12-line summary included."""
     with open(result_file, encoding="utf-8") as f:
         records = json.load(f)
+    return evaluate_records(records, coco, verbose, source=result_file)
+
+
+def evaluate_records(records: list[dict], coco: COCO, verbose: bool = True,
+                     source: str = "the results") -> COCOeval | None:
+    """`run_cocoeval` of detection records held in memory (`det2json`'s), before or without writing them."""
     if not records:
         if verbose:
-            print(f"no detections in {result_file}: every figure is 0")
+            print(f"no detections in {source}: every figure is 0")
         return None
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        detections = coco.loadRes(records)
+        detections = coco.loadRes([dict(r) for r in records])  # loadRes adds keys to the dicts it is given
         evaluator = COCOeval(coco, detections, "bbox")
         # the original's restriction to "detected" images: loadRes lists every annotated image (bbox results)
         evaluator.params.imgIds = detections.getImgIds()
@@ -263,10 +288,14 @@ def check_image_order(coco: COCO, evaluated_ids: Sequence[int] | None, evaluated
     """
     expected = list(coco.getImgIds())
     problems = []
-    if evaluated_count != len(expected):
+    if evaluated_count != len(expected) and evaluated_ids is None:
         problems.append(f"the annotation file lists {len(expected)} images but {evaluated_count} were evaluated; "
                         "the results are matched to images by position, so the figures are only right when both "
                         "list the same images in the same order")
+    elif evaluated_count != len(expected):
+        problems.append(f"the annotation file lists {len(expected)} images but {evaluated_count} were evaluated; "
+                        "the results are matched to images by image id, and the boxes of the images without "
+                        "results count as missed")
     if evaluated_ids is not None:
         ids = [int(i) for i in evaluated_ids]
         for position, (got, want) in enumerate(zip(ids, expected, strict=False)):

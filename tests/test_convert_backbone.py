@@ -217,7 +217,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
         read_torch_state_dict(str(tmp_path / "wrapped.pth"))
     assert main([str(junk), str(tmp_path / "out.ckpt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"convert_backbone: error: {junk}: not a readable PyTorch file")
+    assert len(err) == 1 and err[0].startswith(f"convert_backbone: error: {junk}: not a PyTorch state dict file")
     assert not (tmp_path / "out.ckpt").exists()
 
 

@@ -138,20 +138,24 @@ def test_save_png_without_replace_never_changes_an_existing_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["mine.png", "new.png"]  # no temporary left
 
 
-def test_the_drawing_uses_the_stored_frame_of_a_rotated_jpeg(tmp_path):
-    # EXIF orientation 6 (turn 90 degrees): cv2's default reading turns the image, the network's decoder does not;
-    # the picture must be the stored 50x70 frame itself, not the network input scaled back (by 2.56: not exact).
+@pytest.mark.parametrize("exif_transpose", [False, True])
+def test_the_drawing_uses_the_frame_the_network_saw_of_a_rotated_jpeg(tmp_path, exif_transpose):
+    # EXIF orientation 6 (turn 90 degrees): cv2's default reading turns the image, the network's decoder does not
+    # (unless exif_transpose): the picture must be that frame itself, not the network input scaled back (by 2.56
+    # or so: not exact), which is what the drawing fell back to when the sizes disagreed.
     rng = np.random.default_rng(0)
     stored = rng.integers(0, 255, (50, 70, 3), np.uint8)
     exif = Image.Exif()
     exif[0x0112] = 6
     path = tmp_path / "turned.jpg"
     Image.fromarray(stored[:, :, ::-1]).save(path, exif=exif, quality=95)
-    assert cv2.imread(str(path), cv2.IMREAD_COLOR).shape == (70, 50, 3)  # what the drawing read before
-    record = {"file": str(path), "height": 50, "width": 70, "boxes": [], "scores": [], "labels": []}
+    as_stored = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    expected = np.ascontiguousarray(np.rot90(as_stored, -1)) if exif_transpose else as_stored  # turned clockwise
+    assert cv2.imread(str(path), cv2.IMREAD_COLOR).shape == (70, 50, 3)  # cv2's default: displayed
+    height, width = expected.shape[:2]
+    record = {"file": str(path), "height": height, "width": width, "boxes": [], "scores": [], "labels": []}
     settings = evaluation_preprocessing(H, W, keep_ratio=True)
-    draw_record(record, settings, ["a"], str(tmp_path / "turned.jpg.png"))
-    expected = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    draw_record(record, settings, ["a"], str(tmp_path / "turned.jpg.png"), exif_transpose)
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "turned.jpg.png")), expected)
 
 

@@ -189,8 +189,10 @@ def test_image_order_check_names_the_problem():
     coco = gt_coco()  # getImgIds() == [42, 7]
     assert check_image_order(coco, [42, 7], 2) == []
     assert check_image_order(coco, None, 2) == []
+    (count,) = check_image_order(coco, None, 1)
+    assert "lists 2 images but 1 were evaluated" in count and "by position" in count
     (count,) = check_image_order(coco, [42], 1)
-    assert "lists 2 images but 1 were evaluated" in count
+    assert "lists 2 images but 1 were evaluated" in count and "by image id" in count and "missed" in count
     (order,) = check_image_order(coco, [7, 42], 2)
     assert "image 0 of the evaluation set has id 7" in order and "is 42" in order
 
@@ -333,3 +335,26 @@ def test_per_class_ap_without_any_detection():
     coco, _ = two_class_case()
     rows = per_class_ap(None, coco, ["background", "car", "cat", "toothbrush"], [3, 17, 90])
     assert [(r["AP"], r["AP50"]) for r in rows] == [(0.0, 0.0), (0.0, 0.0), (-1.0, -1.0)]
+
+
+def test_ground_truth_without_area_gets_the_box_area(tmp_path, capsys):
+    """Boxes of each COCO size range (small < 32^2 <= medium < 96^2 <= large), so the area decides the split."""
+    boxes = {1: [5, 5, 20, 20], 2: [10, 10, 50, 60], 3: [0, 0, 100, 120]}
+    images = [{"id": i, "file_name": f"{i}.jpg", "height": 200, "width": 200} for i in boxes]
+    categories = [{"id": 17, "name": "cat"}]
+    detections = [{"image_id": i, "bbox": [x + 1, y, w, h], "score": 0.5 + i / 10, "category_id": 17}
+                  for i, (x, y, w, h) in boxes.items()]
+    figures = []
+    for with_area in (True, False):
+        annotations = [dict({"id": i, "image_id": i, "category_id": 17, "bbox": box, "iscrowd": 0},
+                            **({"area": float(box[2] * box[3])} if with_area else {})) for i, box in boxes.items()]
+        path = tmp_path / f"gt_{with_area}.json"
+        path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+        coco = load_ground_truth(str(path), "coco", [])
+        out = capsys.readouterr().out
+        assert (f"WARNING: {path}: 3 annotations have no 'area'" in out) is not with_area
+        results = tmp_path / f"results_{with_area}.json"
+        results.write_text(json.dumps(detections))
+        figures.append(coco_eval(str(results), coco, verbose=False))
+    assert figures[1] == figures[0]
+    assert all(figures[0][SUMMARY_NAMES[k]] > 0 for k in (3, 4, 5))  # each size range has its box
