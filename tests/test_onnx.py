@@ -15,7 +15,7 @@ import onnx
 import pytest
 from mindspore import Tensor, nn, ops
 
-from src.deploy.onnx_export import METADATA_KEYS, OUTPUT_NAMES, export_onnx
+from src.deploy.onnx_export import METADATA_KEYS, ONNX_REQUIREMENT, OUTPUT_NAMES, export_onnx
 from src.deploy.onnx_infer import ONNXRUNTIME_REQUIREMENT, onnx_detector
 from src.errors import InferError
 from src.FasterRcnn import Kernels
@@ -28,7 +28,7 @@ from tests.fidelity import (
     match_detections,
     reference_network,
 )
-from tests.helpers.processes import ROOT, run_script, snapshot
+from tests.helpers.processes import ENV, ROOT, error_lines, run_script, snapshot
 
 DET_MIN_IOU = 0.99  # tests/data/FIDELITY.md
 DET_SCORE_TOL = 1e-3
@@ -188,3 +188,18 @@ def test_a_failed_export_leaves_nothing_and_keeps_an_older_file(tmp_path, graph)
     with pytest.raises(KeyError):  # fails after MindSpore wrote its file: metadata without the sizes
         export_onnx(_Tiny(), Tensor(img), Tensor(metas), str(target), {})
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_export_without_the_onnx_package_is_one_line_before_any_work(tmp_path, reference_ckpt):
+    shadow = tmp_path / "shadow" / "onnx"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('onnx is not installed')\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_script("export.py", ["--device_target=CPU", "--file_format=ONNX", f"--ckpt_file={reference_ckpt}"],
+                        cwd=work, env=dict(ENV, PYTHONPATH=f"{shadow.parent}{os.pathsep}{ROOT}"))
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        f"export.py: error: --file_format=ONNX needs the onnx package: pip install {ONNX_REQUIREMENT}"]
+    assert "Traceback" not in result.stderr and os.listdir(work) == []
