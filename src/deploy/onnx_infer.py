@@ -41,7 +41,6 @@ def _session(path: str, threads: int):
     if not os.path.isfile(path):
         raise InferError(f"ONNX model not found: {path!r}")
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: the exporter's graph makes onnxruntime warn about its initializers
     if threads:
         options.intra_op_num_threads = threads
     try:
