@@ -1,4 +1,4 @@
-"""Export a Faster R-CNN-DCN checkpoint for inference: MINDIR on every target, AIR on Ascend only.
+"""Export a Faster R-CNN-DCN checkpoint for inference: MINDIR on every target, ONNX on the CPU, AIR on Ascend only.
 
     python export.py --ckpt_file=CKPT [--device_target=CPU] [--file_format=MINDIR] [--file_name=Faster_Rcnn_DCN]
         [--batch_size=N] [--config_path=...yaml]
@@ -6,7 +6,8 @@
 The exported graph takes img (N, 3, img_height, img_width) float32 (the evaluation pipeline's normalised image)
 and img_metas (N, 4) float32 [orig_h, orig_w, scale_h, scale_w], and returns what evaluation gets: boxes
 (N, rpn_max_num * (num_classes - 1), 5) [x1, y1, x2, y2, score], labels (.., 1) int32, masks (.., 1) bool.
-N is test_batch_size, or --batch_size when given (the C++ inference app takes N = 1).
+N is test_batch_size, or --batch_size when given (the C++ inference app takes N = 1). An ONNX file has the same
+inputs and outputs (named img, img_metas -> boxes, labels, masks; onnxruntime runs it: src/deploy/onnx_infer.py).
 A MINDIR also carries the model's facts (src/mindir_infer.py model_facts: class names, num_classes, img_height,
 img_width, keep_ratio, batch size) as JSON in its user_info entry "faster_rcnn_dcn", so that infer.py names the
 classes the model was trained with; MindSpore's loaders (Python and C++) ignore the entry.
@@ -20,15 +21,15 @@ import time
 import mindspore as ms
 import numpy as np
 
+from src.deploy.onnx_export import export_onnx, require_onnx
 from src.errors import CheckpointError, ExportError
 from src.fileio import atomic_path
 from src.mindir_infer import model_facts, record_model_facts
 from src.runtime import device_id, load_inference_network, run_job, set_up_device
 
 EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
-# ONNX stays in the choices as the original's, but MindSpore 2.7.2's ONNX exporter fails on this network
-# (measured: "Need to set value None attribute for Constant node"), so it is refused up front.
-SUPPORTED = {"MINDIR": ("Ascend", "GPU", "CPU"), "AIR": ("Ascend",), "ONNX": ()}
+# ONNX from the float32 graph of the CPU (on Ascend the network computes in float16)
+SUPPORTED = {"MINDIR": ("Ascend", "GPU", "CPU"), "AIR": ("Ascend",), "ONNX": ("CPU",)}
 
 
 def export_batch_size(cfg) -> int:
@@ -39,14 +40,13 @@ def export_batch_size(cfg) -> int:
 def check_request(cfg) -> None:
     """ExportError for a format the target cannot produce or a missing checkpoint, before anything is built."""
     targets = SUPPORTED[cfg.file_format]
-    if not targets:
-        raise ExportError(f"--file_format={cfg.file_format} cannot be produced for this network (MindSpore's "
-                          f"{cfg.file_format} exporter fails on it); use --file_format=MINDIR")
     if cfg.device_target not in targets:
         raise ExportError(f"--file_format={cfg.file_format} is supported only with --device_target={targets[0]}, "
                           f"not on {cfg.device_target}; use --file_format=MINDIR")
     if not os.path.isfile(cfg.ckpt_file):
         raise CheckpointError(f"checkpoint file not found: {cfg.ckpt_file!r} (config key ckpt_file)")
+    if cfg.file_format == "ONNX":
+        require_onnx()
 
 
 def export_network(cfg, batch_size: int) -> str:
@@ -58,6 +58,11 @@ def export_network(cfg, batch_size: int) -> str:
     img_metas = ms.Tensor(np.tile(np.float32([cfg.img_height, cfg.img_width, 1.0, 1.0]), (batch_size, 1)))
     extension = EXTENSIONS[cfg.file_format]
     target = cfg.file_name if cfg.file_name.endswith(extension) else cfg.file_name + extension
+    if cfg.file_format == "ONNX":
+        export_onnx(net, img, img_metas, target, dict(batch_size=batch_size, img_height=cfg.img_height,
+                                                      img_width=cfg.img_width, num_classes=cfg.num_classes,
+                                                      rpn_max_num=cfg.rpn_max_num))
+        return target
     facts = model_facts(cfg, batch_size)
     # the model's facts into the MINDIR's user_info (MindSpore takes custom_func for MINDIR only)
     options = {"custom_func": lambda model: record_model_facts(model, facts)} if cfg.file_format == "MINDIR" else {}

@@ -1,11 +1,12 @@
 """Inference benchmark of the whole network (FasterRcnnInfer, as eval.py runs it; `--kernels cpu`, the default, is
 this project's CPU kernels) and of the MINDIR that export.py writes for the same weights (its `export_network`:
 MindSpore's own operators, as deployed), run as run_infer_310.sh runs it on the CPU (`mindspore.load` +
-`nn.GraphCell`), printed as tables.
+`nn.GraphCell`), and with `--onnx` of its ONNX file run by onnxruntime (src/deploy/onnx_infer.py), printed as tables.
 
     GLOG_v=3 .venv/bin/python bench/bench_infer.py [--img_height 768] [--img_width 1280] [--batch_size 1]
                                                    [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE]
                                                    [--kernels cpu|mindspore] [--profile] [--no_mindir]
+                                                   [--onnx] [--onnx_threads N]
 
 Reference weights of the fidelity fixture, a noise image. Reported: graph compile time (first call minus the
 median call), median s/image over `--steps` timed calls after `--warmup` untimed ones, images/s, peak RSS (after
@@ -37,12 +38,16 @@ from bench.bench_common import (  # noqa: E402
     time_calls,
 )
 from export import export_network  # noqa: E402
+from src.deploy.onnx_infer import onnx_detector  # noqa: E402
 from src.FasterRcnn import Kernels, build_infer_model  # noqa: E402
 
 
 def main() -> None:
     parser = network_bench_parser(__doc__, batch_size=1, unit="call")
     parser.add_argument("--no_mindir", action="store_true", help="skip the export and the MINDIR measurement")
+    parser.add_argument("--onnx", action="store_true", help="also export the ONNX file and time onnxruntime on it")
+    parser.add_argument("--onnx_threads", type=int, default=0,
+                        help="onnxruntime's intra-op threads (0: its default, one per physical core)")
     args = parse_network_bench_args(parser)
     cfg = bench_config(args)
     net = build_infer_model(cfg, kernels=Kernels(args.kernels), test_batch_size=args.batch_size)
@@ -71,6 +76,8 @@ def main() -> None:
               "peak_rss_mb": round(rss)}
     if not args.no_mindir:
         result.update(bench_mindir(net, cfg, img, metas, masks, args))
+    if args.onnx:
+        result.update(bench_onnx(net, cfg, img, metas, masks, args))
     print(json.dumps(result))
 
 
@@ -84,15 +91,7 @@ def bench_mindir(net, cfg, img, metas, net_masks, args) -> dict:
     """Export `net`'s weights with export.py's `export_network` and run the MINDIR through GraphCell; prints a
     table, returns the json fields."""
     with tempfile.TemporaryDirectory(prefix="bench_mindir_") as folder:
-        weights = os.path.join(folder, "weights.ckpt")
-        # the weights just timed, under a training checkpoint's names (the wrapper's `network.` prefix removed)
-        ms.save_checkpoint([{"name": p.name.removeprefix("network."), "data": p} for p in net.get_parameters()],
-                           weights)
-        start = time.perf_counter()
-        path = export_network(cfg.replace(ckpt_file=weights, file_format="MINDIR",
-                                          file_name=os.path.join(folder, "faster_rcnn_dcn")), args.batch_size)
-        export_s = time.perf_counter() - start
-        size_mb = os.path.getsize(path) / 2 ** 20
+        path, export_s, size_mb = export_weights(net, cfg, folder, "MINDIR", args.batch_size)
         start = time.perf_counter()
         graph = nn.GraphCell(ms.load(path))
         load_s = time.perf_counter() - start
@@ -112,6 +111,45 @@ def bench_mindir(net, cfg, img, metas, net_masks, args) -> dict:
     ])
     return {"export_s": round(export_s, 2), "mindir_compile_s": round(timing.compile_s, 2),
             "mindir_s_per_image_median": round(timing.median / args.batch_size, 3)}
+
+
+def export_weights(net, cfg, folder: str, file_format: str, batch_size: int) -> tuple[str, float, float]:
+    """`net`'s weights exported by export.py's `export_network` into `folder` -> (path, seconds, size in MB)."""
+    weights = os.path.join(folder, "weights.ckpt")
+    # the weights just timed, under a training checkpoint's names (the wrapper's `network.` prefix removed)
+    ms.save_checkpoint([{"name": p.name.removeprefix("network."), "data": p} for p in net.get_parameters()], weights)
+    start = time.perf_counter()
+    path = export_network(cfg.replace(ckpt_file=weights, file_format=file_format,
+                                      file_name=os.path.join(folder, "faster_rcnn_dcn")), batch_size)
+    return path, time.perf_counter() - start, os.path.getsize(path) / 2 ** 20
+
+
+def bench_onnx(net, cfg, img, metas, net_masks, args) -> dict:
+    """Export `net`'s weights to ONNX with export.py's `export_network` and time onnxruntime (CPU) on it; prints a
+    table, returns the json fields."""
+    with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:
+        path, export_s, size_mb = export_weights(net, cfg, folder, "ONNX", args.batch_size)
+        start = time.perf_counter()
+        detect, _, _ = onnx_detector(path, threads=args.onnx_threads)
+        load_s = time.perf_counter() - start
+    images, image_metas = img.asnumpy(), metas.asnumpy()
+
+    def run_once():
+        return detect(images, image_metas)[2]
+
+    timing = time_calls(run_once, args.warmup, args.steps)
+    candidates = int(run_once().sum())
+    threads = args.onnx_threads or f"onnxruntime's default ({os.cpu_count()} logical CPUs)"
+    print_table(f"export.py's ONNX file (onnxruntime, CPU, intra-op threads: {threads}), "
+                f"{args.img_height}x{args.img_width}, batch {args.batch_size}", [
+        ("export (export.py's export_network)", f"{export_s:.1f} s, {size_mb:.0f} MB"),
+        ("session (onnxruntime.InferenceSession)", f"{load_s:.1f} s"),
+        *call_rows(timing, args.batch_size),
+        ("candidate detections", f"{candidates} (the network: {int(net_masks.sum())})"),
+        ("peak RSS (whole run)", f"{peak_rss_mb():.0f} MB"),
+    ])
+    return {"onnx_export_s": round(export_s, 2), "onnx_first_call_extra_s": round(timing.compile_s, 2),
+            "onnx_s_per_image_median": round(timing.median / args.batch_size, 3)}
 
 
 if __name__ == "__main__":

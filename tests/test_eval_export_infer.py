@@ -213,12 +213,12 @@ def test_infer_script_on_ascend_needs_the_toolkit(work, exported, tmp_path):
     assert os.listdir(tmp_path) == []  # nothing built, nothing run
 
 
-@pytest.mark.parametrize("file_format, message", [
-    ("AIR", "--file_format=AIR is supported only with --device_target=Ascend"),
-    ("ONNX", "--file_format=ONNX cannot be produced for this network"),
+@pytest.mark.parametrize("device, file_format, message", [
+    ("CPU", "AIR", "--file_format=AIR is supported only with --device_target=Ascend, not on CPU"),
+    ("GPU", "ONNX", "--file_format=ONNX is supported only with --device_target=CPU, not on GPU"),
 ])
-def test_unsupported_export_formats_fail_before_any_work(tmp_path, file_format, message):
-    result = python("export.py", "--device_target=CPU", f"--file_format={file_format}",
+def test_unsupported_export_formats_fail_before_any_work(tmp_path, device, file_format, message):
+    result = python("export.py", f"--device_target={device}", f"--file_format={file_format}",
                     "--ckpt_file=missing.ckpt", cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert message in result.stderr

@@ -3,11 +3,13 @@ exported graph (Kernels.GATHER): the bilinear samples read rows of a channels-la
 work is contiguous runs over channels, and their weights are applied by batched matmuls (per DCN sample its four
 corners; per RoI the separable row and column weights of ROIAlign); the graph references no machine-local library.
 Only export.py builds it; the arithmetic is the CPU kernels' (src/custom_ops/*.cc), which is the original's on
-MindSpore's operators (src/FasterRcnn/dcn_v2.py, roi_align.py).
+MindSpore's operators (src/FasterRcnn/dcn_v2.py, roi_align.py). Index tables are NumPy constants and no integer `%` or
+LogicalNot is used: MindSpore's ONNX exporter converts every operator here, so export.py's ONNX file is this graph.
 """
 from __future__ import annotations
 
 import mindspore as ms
+import numpy as np
 from mindspore import Tensor, ops
 
 CORNERS = 4
@@ -39,9 +41,9 @@ def deform_conv2d_gathered(x: Tensor, weight: Tensor, offset_mask: Tensor, strid
     n, channels, height, width = x.shape
     taps = kernel_size * kernel_size
     out_h, out_w = offset_mask.shape[2], offset_mask.shape[3]
-    tap = ops.arange(taps, dtype=ms.int32)
-    tap_row = (tap // kernel_size).astype(ms.float32).reshape(1, 1, 1, taps)
-    tap_col = (tap % kernel_size).astype(ms.float32).reshape(1, 1, 1, taps)
+    tap = np.arange(taps)
+    tap_row = Tensor((tap // kernel_size).astype(np.float32).reshape(1, 1, 1, taps))
+    tap_col = Tensor((tap % kernel_size).astype(np.float32).reshape(1, 1, 1, taps))
     # (N, Ho, Wo, K^2): output pixels first, then taps, the order of the im2col rows below
     dy, dx, logits = ops.split(offset_mask.astype(ms.float32).transpose(0, 2, 3, 1), taps, axis=-1)
     rows = ops.arange(0, out_h * stride, stride).astype(ms.float32).reshape(1, out_h, 1, 1) + tap_row
@@ -89,9 +91,8 @@ def _bin_weights(position: Tensor, size: Tensor, out_size: int, sample_num: int,
     pixels = ops.stack((low, high), axis=-1).reshape(num_rois, 2 * samples)
     share = valid.astype(ms.float32) * keep / sample_num
     corner = ops.stack(((1.0 - fraction) * share, fraction * share), axis=-1).reshape(num_rois, 1, 2 * samples)
-    in_bin = (ops.arange(2 * samples, dtype=ms.int32) // (2 * sample_num)).reshape(1, 1, -1) == \
-        ops.arange(out_size, dtype=ms.int32).reshape(1, -1, 1)
-    return pixels, corner * in_bin.astype(ms.float32)
+    in_bin = np.arange(2 * samples).reshape(1, 1, -1) // (2 * sample_num) == np.arange(out_size).reshape(1, -1, 1)
+    return pixels, corner * Tensor(in_bin.astype(np.float32))
 
 
 def multi_level_roi_align_gathered(rois: Tensor, feats: tuple, levels: Tensor, strides: tuple, out_size: int,
@@ -114,11 +115,12 @@ def multi_level_roi_align_gathered(rois: Tensor, feats: tuple, levels: Tensor, s
     scale, height, width, start = ops.split(ops.gather(level_table, levels, 0), 1, axis=1)  # each (R, 1)
     image = ops.floor(rois[:, :1] + INDEX_EPS + 0.5)  # rint for the non-negative indices
     base = (start + image * height * width).astype(ms.int32)  # (R, 1): the RoI's map in the stacked table
-    keep = ops.logical_not(ops.logical_and(ops.abs(rois[:, 1:2]) < SKIP_TOL, ops.abs(rois[:, 3:4]) < SKIP_TOL))
-    keep = keep.astype(ms.float32)
+    skip = ops.logical_and(ops.abs(rois[:, 1:2]) < SKIP_TOL, ops.abs(rois[:, 3:4]) < SKIP_TOL)
+    keep = 1.0 - skip.astype(ms.float32)
 
-    steps = (ops.arange(out_size * sample_num, dtype=ms.float32) // sample_num).reshape(1, -1)
-    within = ((ops.arange(out_size * sample_num, dtype=ms.float32) % sample_num) + 0.5).reshape(1, -1)
+    sample = np.arange(out_size * sample_num).reshape(1, -1)
+    steps = Tensor((sample // sample_num).astype(np.float32))
+    within = Tensor((sample % sample_num).astype(np.float32) + 0.5)
 
     def sample_positions(low: Tensor, high: Tensor) -> Tensor:
         begin = low * scale

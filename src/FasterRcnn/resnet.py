@@ -133,7 +133,9 @@ class ResidualBlockDCN(_Bottleneck):
     def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
         if fold:
             weight, shift = fold_batch_norm(self.defconv.conv.weight, self.bn2, x.dtype)
-            return ops.bias_add(self.defconv(x, weight), shift)
+            # a broadcast add rather than BiasAdd: MindSpore's ONNX exporter turns a BiasAdd that follows no Conv into
+            # an Add over the last axis
+            return self.defconv(x, weight) + shift.reshape(-1, 1, 1)
         return self.bn2(self.defconv(x))
 
 

@@ -47,7 +47,8 @@ def roi_levels(rois: Tensor, finest_scale: float, num_levels: int) -> Tensor:
     height = rois[:, 4] - rois[:, 2] + 1.0
     scale = ops.sqrt(width) * ops.sqrt(height)
     level = ops.floor(ops.log(scale / finest_scale + LEVEL_EPS) / math.log(2.0))
-    return ops.clamp(level.astype(ms.int32), 0, num_levels - 1)
+    # clamped while float (whole numbers: the same as after the cast); ONNX opset 11 has no integer Clip
+    return ops.clamp(level, 0.0, float(num_levels - 1)).astype(ms.int32)
 
 
 def roi_align_skips(rois: Tensor) -> Tensor:
