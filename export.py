@@ -8,6 +8,9 @@ and img_metas (N, 4) float32 [orig_h, orig_w, scale_h, scale_w], and returns wha
 (N, rpn_max_num * (num_classes - 1), 5) [x1, y1, x2, y2, score], labels (.., 1) int32, masks (.., 1) bool.
 N is test_batch_size, or --batch_size when given (the C++ inference app takes N = 1). An ONNX file has the same
 inputs and outputs (named img, img_metas -> boxes, labels, masks; onnxruntime runs it: src/deploy/onnx_infer.py).
+A MINDIR also carries the model's facts (src/mindir_infer.py model_facts: class names, num_classes, img_height,
+img_width, keep_ratio, batch size) as JSON in its user_info entry "faster_rcnn_dcn", so that infer.py names the
+classes the model was trained with; MindSpore's loaders (Python and C++) ignore the entry.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import numpy as np
 from src.deploy.onnx_export import export_onnx, require_onnx
 from src.errors import CheckpointError, ExportError
 from src.fileio import atomic_path
+from src.mindir_infer import model_facts, record_model_facts
 from src.runtime import device_id, load_inference_network, run_job, set_up_device
 
 EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
@@ -47,7 +51,8 @@ def check_request(cfg) -> None:
 
 def export_network(cfg, batch_size: int) -> str:
     """Build the inference network with MindSpore's own operators (a MINDIR must not reference the CPU kernels'
-    machine-local library), load cfg.ckpt_file and export it, atomically; returns the written file's path."""
+    machine-local library), load cfg.ckpt_file and export it (a MINDIR with the model's facts), atomically; returns
+    the written file's path."""
     net = load_inference_network(cfg, cfg.ckpt_file, test_batch_size=batch_size, for_export=True)
     img = ms.Tensor(np.zeros((batch_size, 3, cfg.img_height, cfg.img_width), np.float32))
     img_metas = ms.Tensor(np.tile(np.float32([cfg.img_height, cfg.img_width, 1.0, 1.0]), (batch_size, 1)))
@@ -58,8 +63,11 @@ def export_network(cfg, batch_size: int) -> str:
                                                       img_width=cfg.img_width, num_classes=cfg.num_classes,
                                                       rpn_max_num=cfg.rpn_max_num))
         return target
+    facts = model_facts(cfg, batch_size)
+    # the model's facts into the MINDIR's user_info (MindSpore takes custom_func for MINDIR only)
+    options = {"custom_func": lambda model: record_model_facts(model, facts)} if cfg.file_format == "MINDIR" else {}
     with atomic_path(target) as tmp:
-        ms.export(net, img, img_metas, file_name=tmp[:-len(extension)], file_format=cfg.file_format)
+        ms.export(net, img, img_metas, file_name=tmp[:-len(extension)], file_format=cfg.file_format, **options)
     return target
 
 

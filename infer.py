@@ -1,38 +1,52 @@
 """Detect objects in your own images with a trained checkpoint (or an exported MINDIR).
 
-    python infer.py --checkpoint_path=CKPT --images=PATH[,PATH...] [--detections_dir=detections] [--draw=True]
-        [--score_thr=T] [--config_path=...yaml]
+    python infer.py --checkpoint_path=CKPT --images=PATH[,PATH...] [--images_from=LIST.txt]
+        [--detections_dir=detections] [--draw=True] [--score_thr=T] [--config_path=...yaml]
     python infer.py --mindir=FILE.mindir --images=...      (a MINDIR written by export.py)
 
 PATH: an image file, a folder (its image files, by name) or a quoted glob pattern (`'photos/*.jpg'`); several are
-separated by commas. Images of any size go through the evaluation's preprocessing (keep-ratio resize to the network's
-img_height x img_width, or the MINDIR's, padded at the bottom and right; src/data_transforms.py). The detections
-scoring at least score_thr (negative, the default: visualize_score_thr) among the eval_max_num best of each image
-are written, atomically, to `<detections_dir>/detections.json`: a list with one record per image,
+separated by commas. A name that exists as a file is that file, even with `*?[` in it, and so is a whole --images
+value naming an existing file. --images_from=LIST.txt: a UTF-8 text file with one image file (or folder) per line,
+taken exactly as written (no splitting at commas, no patterns; relative to the current folder; blank lines ignored),
+for names that hold commas; a missing one is named with its line (`LIST.txt:3: ...`). Images of any size go through
+the evaluation's preprocessing (keep-ratio resize to the network's img_height x img_width, or the MINDIR's, padded at
+the bottom and right; src/data_transforms.py). The detections scoring at least score_thr (0..1; negative, the
+default: visualize_score_thr) among the eval_max_num best of each image are written, atomically, to
+`<detections_dir>/detections.json` (an earlier run's is replaced): a list with one record per image,
 `{"file", "height", "width", "boxes": [[x1, y1, x2, y2], ...] (the image's pixels), "scores", "labels" (indices
-into coco_classes, background = 0), "names"}`, best score first; with --draw=True also `<detections_dir>/<name>.png`
-(the image with its boxes, names and scores; the record's "picture"). A missing or unreadable image is named,
-skipped and counted; the run fails only when no image at all can be read.
+into coco_classes, background = 0), "names"}`, best score first. A MINDIR written by export.py carries its class
+names, input size and keep_ratio, which are used (a --coco_classes or --config_path whose classes differ is
+refused); an older MINDIR gets the config's class names, with a warning.
+With --draw=True, after detections.json: `<detections_dir>/<file name>.png` (the image with its boxes, names and
+scores; the record's "picture"): `x.jpg` -> `x.jpg.png`, and a name this run already gave or that a file in the
+folder has gets `-2`, `-3`, ... (`x.jpg-2.png`): a picture never replaces a file.
+detections_dir is checked (writable, FASTER_RCNN_MIN_FREE_MB free) and held for this run (a second infer.py into it
+is refused) before the network is built; a detections_dir that holds input images (or folders of them) is refused.
+A write that fails (disk full) ends the run with one line, status 1: detections.json complete, the pictures drawn
+until then kept, no temporary file. A missing or unreadable image is named, skipped and counted; the run fails only
+when no image at all can be read.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-import cv2
 import mindspore as ms
 import numpy as np
 from mindspore import nn
 
 from src.data_transforms import PreprocessSettings
-from src.errors import CheckpointError, ConfigError, DataError, InferError
-from src.fileio import write_json_atomic
-from src.mindir_infer import file_stem, load_image, mindir_input_shapes
+from src.errors import CheckpointError, ConfigError, DataError, InferError, OutputError, WriteError
+from src.fileio import check_output_dir, os_reason, write_json_atomic
+from src.image_files import OrientationNotes, read_image_bgr
+from src.mindir_infer import load_image, read_mindir
 from src.mindrecord import read_image
 from src.progress import Progress
+from src.run_lock import hold_folder, release_folder
 from src.runtime import device_id, load_inference_network, run_job, set_up_device
 from src.util import select_detections
 from src.visualize import draw_detections, picture_for, save_png
@@ -43,43 +57,130 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # the for
 GLOB_CHARACTERS = "*?["
 BOX_DECIMALS = 4  # pixels
 SCORE_DECIMALS = 5
+PICTURE_EXTENSION = ".png"
+SHOWN_RENAMED = 5  # pictures named in the line about taken names
 
 # (images (B, 3, H, W) float32, metas (B, 4) float32) -> (boxes (B, N, 5), labels (B, N, 1), masks (B, N, 1))
 DetectBatch = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+def entry_images(entry: str) -> tuple[list[str], str]:
+    """The image files one --images entry names (a folder's by name, a pattern's by name) and, when it names
+    none, why. An existing file is that file whatever its name holds."""
+    if os.path.isdir(entry):
+        found = sorted(os.path.join(entry, name) for name in os.listdir(entry)
+                       if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+                       and os.path.isfile(os.path.join(entry, name)))
+        return found, "a folder without image files (" + ", ".join(IMAGE_EXTENSIONS) + ")"
+    if os.path.isfile(entry):
+        return [entry], ""
+    if any(c in entry for c in GLOB_CHARACTERS):
+        return sorted(path for path in glob.glob(entry) if os.path.isfile(path)), "a pattern that matches no file"
+    return [], "no such file or folder"
+
+
 def find_images(spec: str) -> tuple[list[str], list[str]]:
     """The image files of a comma-separated list of files, folders and glob patterns, in the order given (a
-    folder's and a pattern's files by name, each file once), and one problem line per entry that gives none."""
+    folder's and a pattern's files by name, each file once), and one problem line per entry that gives none.
+    A `spec` that names an existing file as a whole is that one file (its name may hold commas)."""
+    if os.path.isfile(spec):
+        return [spec], []
     files, problems = [], []
     for entry in (part.strip() for part in spec.split(",")):
         if not entry:
             continue
-        if os.path.isdir(entry):
-            found = sorted(os.path.join(entry, name) for name in os.listdir(entry)
-                           if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-                           and os.path.isfile(os.path.join(entry, name)))
-            why = "a folder without image files (" + ", ".join(IMAGE_EXTENSIONS) + ")"
-        elif any(c in entry for c in GLOB_CHARACTERS):
-            found = sorted(path for path in glob.glob(entry) if os.path.isfile(path))
-            why = "a pattern that matches no file"
-        else:
-            found = [entry] if os.path.isfile(entry) else []
-            why = "no such file or folder"
+        found, why = entry_images(entry)
         if not found:
             problems.append(f"{entry}: {why}")
         files += [path for path in found if path not in files]
     return files, problems
 
 
-def picture_names(files: Sequence[str]) -> list[str]:
-    """A distinct PNG name per file: `<stem>.png`, `<stem>-2.png` for the second file with that stem, ..."""
-    names, seen = [], {}
+def read_image_list(list_path: str) -> tuple[list[str], list[str]]:
+    """The image files of an --images_from list: one path per line exactly as written (no splitting, no patterns;
+    any bytes a file name can hold), blank lines ignored; a folder gives its image files. Returns the files (each
+    once) and one problem line `LIST:LINE: path: why` per line that gives none. ConfigError when the list itself
+    cannot be read."""
+    try:
+        with open(list_path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ConfigError(f"--images_from={list_path!r}: cannot read the list: {os_reason(err)}") from None
+    files, problems = [], []
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        line = raw.removesuffix(b"\r")
+        if not line.strip():
+            continue
+        path = os.fsdecode(line)  # undecodable bytes kept as they are (surrogateescape), as the file system has them
+        if os.path.isdir(path) or os.path.isfile(path):
+            found, why = entry_images(path)
+        else:
+            found, why = [], "no such file or folder"
+        if not found:
+            problems.append(f"{list_path}:{number}: {path}: {why}")
+        files += [p for p in found if p not in files]
+    return files, problems
+
+
+def collect_images(cfg) -> tuple[list[str], list[str]]:
+    """The image files of --images then --images_from (each file once) and the problem lines of both."""
+    files, problems = find_images(cfg.images) if cfg.images.strip() else ([], [])
+    problems = [f"--images: {problem}" for problem in problems]
+    if cfg.images_from:
+        listed, listed_problems = read_image_list(cfg.images_from)
+        files += [path for path in listed if path not in files]
+        problems += [f"--images_from: {problem}" for problem in listed_problems]
+    return files, problems
+
+
+def picture_names(files: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
+    """A PNG name per file, none of them among `taken` (the names already in the folder) or given twice:
+    `<file name>.png` (`x.jpg` -> `x.jpg.png`, so `x.jpg` and `x.png` stay apart), else `<file name>-2.png`, `-3`,
+    ... Names are compared without case (a case-insensitive file system holds one of `A.png` and `a.png`)."""
+    used = {name.casefold() for name in taken}
+    names = []
     for path in files:
-        stem = file_stem(path) or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+        base = os.path.basename(path).lstrip(".") or "image"  # a hidden source still gets a visible picture
+        name, count = base + PICTURE_EXTENSION, 1
+        while name.casefold() in used:
+            count += 1
+            name = f"{base}-{count}{PICTURE_EXTENSION}"
+        used.add(name.casefold())
+        names.append(name)
     return names
+
+
+def check_detections_dir(out_dir: str, files: Sequence[str]) -> None:
+    """OutputError when detections_dir is, or contains, a folder of an input image: pictures and detections.json
+    go beside the user's own files there (and a later run over that folder would take the pictures for images)."""
+    out = os.path.realpath(out_dir)
+    for path in files:
+        folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if os.path.commonpath([out, folder]) == out:
+            where = "holds" if folder == out else "contains the folder of"
+            raise OutputError(f"--detections_dir={out_dir!r} {where} the input image {path}: give a folder of "
+                              "its own (the default: detections), so that no output lands among your images")
+
+
+@contextlib.contextmanager
+def held_output_folder(folder: str) -> Iterator[None]:
+    """`folder` (created if needed) held for this run (src/run_lock.py: a second infer.py into it is refused);
+    when the block fails, the folders this created are removed again if they are still empty."""
+    created, place = [], os.path.abspath(folder)
+    while not os.path.exists(place):
+        created.append(place)  # deepest first
+        place = os.path.dirname(place)
+    lock = hold_folder(folder, "infer", "infer.py")
+    try:
+        yield
+    except BaseException:
+        release_folder(lock)
+        for path in created:
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty: something was written
+                break
+        raise
 
 
 def evaluation_preprocessing(canvas_h: int, canvas_w: int, keep_ratio: bool) -> PreprocessSettings:
@@ -101,16 +202,49 @@ def checkpoint_detector(cfg) -> tuple[DetectBatch, int, PreprocessSettings]:
     return detect, 1, evaluation_preprocessing(cfg.img_height, cfg.img_width, cfg.keep_ratio)
 
 
-def mindir_detector(cfg) -> tuple[DetectBatch, int, PreprocessSettings]:
-    """The MINDIR cfg.mindir through `mindspore.load` + `nn.GraphCell` (as src/mindir_infer.py): its batch size
-    and input size."""
-    (batch, _, height, width), _ = mindir_input_shapes(cfg.mindir)
+def mindir_detector(cfg, shapes: Sequence[tuple[int, ...]], keep_ratio: bool) -> tuple[DetectBatch, int,
+                                                                                      PreprocessSettings]:
+    """The MINDIR cfg.mindir (input `shapes` as read_mindir gives them) through `mindspore.load` + `nn.GraphCell`
+    (as src/mindir_infer.py): its batch size and input size."""
+    batch, _, height, width = shapes[0]
     graph = nn.GraphCell(ms.load(cfg.mindir))
 
     def detect(images: np.ndarray, metas: np.ndarray):
         return tuple(o.asnumpy() for o in graph(ms.Tensor(images), ms.Tensor(metas)))
 
-    return detect, batch, evaluation_preprocessing(height, width, cfg.keep_ratio)
+    return detect, batch, evaluation_preprocessing(height, width, keep_ratio)
+
+
+def classes_source(cfg) -> str:
+    """Where cfg's class names were given explicitly ('' when they are the default yaml's)."""
+    if "coco_classes" in cfg.given:
+        return "--coco_classes"
+    return f"--config_path={cfg.config_path}'s coco_classes" if "config_path" in cfg.given else ""
+
+
+def mindir_model(cfg) -> tuple[list[tuple[int, ...]], list[str], bool]:
+    """The MINDIR's input shapes, class names (background first) and keep_ratio: those export.py recorded in it
+    (ConfigError when the command line or --config_path gives others), else, for an older export, the config's
+    (with a warning)."""
+    shapes, facts = read_mindir(cfg.mindir)
+    if facts is None:
+        print(f"WARNING: {cfg.mindir} does not record its classes (exported before export.py wrote them): the "
+              f"{len(cfg.coco_classes)} class names and keep_ratio come from the config "
+              f"({classes_source(cfg) or 'coco_classes of the default yaml'})", file=sys.stderr, flush=True)
+        return shapes, list(cfg.coco_classes), bool(cfg.keep_ratio)
+    classes, source = facts["coco_classes"], classes_source(cfg)
+    if source and list(cfg.coco_classes) != classes:
+        ours = list(cfg.coco_classes)
+        first = next(k for k in range(max(len(ours), len(classes)))
+                     if k >= min(len(ours), len(classes)) or ours[k] != classes[k])
+        given, theirs = (repr(names[first]) if first < len(names) else "none" for names in (ours, classes))
+        raise ConfigError(f"{source} ({len(ours)} names) disagree with the {len(classes)} classes {cfg.mindir} "
+                          f"was exported with (class {first}: {given} given, {theirs} in the MINDIR); leave them "
+                          "out to use the MINDIR's")
+    if "keep_ratio" in cfg.given and bool(cfg.keep_ratio) != facts["keep_ratio"]:
+        raise ConfigError(f"--keep_ratio={cfg.keep_ratio} disagrees with {cfg.mindir}, exported with "
+                          f"keep_ratio={facts['keep_ratio']}; leave it out to use the MINDIR's")
+    return shapes, classes, facts["keep_ratio"]
 
 
 def image_record(path: str, meta: np.ndarray, boxes: np.ndarray, labels: np.ndarray, classes: Sequence[str],
@@ -126,12 +260,32 @@ def image_record(path: str, meta: np.ndarray, boxes: np.ndarray, labels: np.ndar
             "names": [classes[i] if i < len(classes) else f"class {i}" for i in indices]}
 
 
-def draw_record(record: dict, image: np.ndarray, meta: np.ndarray, class_names: Sequence[str], path: str) -> None:
-    """The record's detections drawn on its image file (or, if cv2 cannot read it, the network input scaled back)."""
-    picture = picture_for(cv2.imread(record["file"], cv2.IMREAD_COLOR), image, meta)
+def draw_record(record: dict, settings: PreprocessSettings, class_names: Sequence[str], path: str,
+                exif_transpose: bool = False) -> None:
+    """The record's detections drawn on its image file, in the frame the network saw (stored, or displayed with
+    `exif_transpose`), into the new file `path` (never replacing one); when the file cannot be read so, on the
+    network input scaled back."""
+    picture = read_image_bgr(record["file"], exif_transpose)
+    if picture is None or picture.shape[:2] != (record["height"], record["width"]):
+        # its orientation was counted when it was read for the network
+        picture = picture_for(None, *load_image(record["file"], settings, exif_transpose, OrientationNotes()))
     boxes = np.array([[*box, score] for box, score in zip(record["boxes"], record["scores"], strict=True)],
                      np.float32).reshape(-1, 5)
-    save_png(draw_detections(picture, boxes, np.array(record["labels"]) - 1, class_names), path)
+    save_png(draw_detections(picture, boxes, np.array(record["labels"]) - 1, class_names), path, replace=False)
+
+
+def draw_pictures(records: Sequence[dict], settings: PreprocessSettings, class_names: Sequence[str],
+                  out_dir: str, detections_path: str, exif_transpose: bool = False) -> None:
+    """Each record's picture (its "picture" name in out_dir). WriteError naming the file, the reason and what is
+    kept when one cannot be written: detections.json is already complete, the pictures before it stay."""
+    for done, record in enumerate(records):
+        try:
+            draw_record(record, settings, class_names, os.path.join(out_dir, record["picture"]), exif_transpose)
+        except WriteError as err:
+            raise WriteError(f"{err}; kept: {detections_path} (complete, {len(records)} images) and {done} of "
+                             f"{len(records)} pictures") from None
+        except (InferError, OSError) as err:  # the image changed or went away since it was read
+            print(f"WARNING: {err}; no picture {record['picture']}", file=sys.stderr, flush=True)
 
 
 def score_threshold(cfg) -> float:
@@ -140,31 +294,44 @@ def score_threshold(cfg) -> float:
 
 
 def check_request(cfg) -> None:
-    """ConfigError before any work when the model or the images are not given as expected."""
+    """ConfigError before any work when the model, the images or the threshold are not given as expected."""
     if bool(cfg.checkpoint_path) == bool(cfg.mindir):
         raise ConfigError("infer.py needs exactly one model: --checkpoint_path=CKPT or --mindir=FILE.mindir")
-    if not cfg.images.strip():
-        raise ConfigError("--images: give image files, folders or quoted glob patterns, separated by commas")
+    if not cfg.images.strip() and not cfg.images_from:
+        raise ConfigError("--images: give image files, folders or quoted glob patterns, separated by commas (or "
+                          "--images_from=LIST.txt, one path per line)")
+    if cfg.score_thr > 1:
+        raise ConfigError(f"--score_thr={cfg.score_thr}: scores are at most 1; give a threshold in [0, 1] "
+                          "(negative: visualize_score_thr)")
 
 
 def infer(cfg) -> list[dict]:
-    """Detect, write detections.json (and the pictures); returns the records."""
+    """Detect, write detections.json, then (draw) the pictures; returns the records."""
     check_request(cfg)
-    files, problems = find_images(cfg.images)
-    skipped = [f"--images: {problem}" for problem in problems]
+    shapes, classes, keep_ratio = mindir_model(cfg) if cfg.mindir else ([], list(cfg.coco_classes), cfg.keep_ratio)
+    files, skipped = collect_images(cfg)
     for problem in skipped:
         print(f"WARNING: {problem}; skipped", file=sys.stderr, flush=True)
     if not files:
-        raise InferError(f"--images={cfg.images!r}: no image file found ({'; '.join(problems)})")
+        raise InferError(f"no image file found ({'; '.join(skipped)})")
     set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
-    detect, batch, settings = mindir_detector(cfg) if cfg.mindir else checkpoint_detector(cfg)
+    check_detections_dir(cfg.detections_dir, files)
+    check_output_dir(cfg.detections_dir, "--detections_dir")
+    with held_output_folder(cfg.detections_dir):
+        return detect_and_write(cfg, files, skipped, shapes, classes, keep_ratio)
+
+
+def detect_and_write(cfg, files: Sequence[str], skipped: list[str], shapes: Sequence[tuple[int, ...]],
+                     classes: Sequence[str], keep_ratio: bool) -> list[dict]:
+    """Build the network (the MINDIR's `shapes`), detect in `files`, write detections.json, then (draw) the
+    pictures; `skipped`: the problem lines so far. Returns the records."""
+    out_dir = cfg.detections_dir
+    detect, batch, settings = mindir_detector(cfg, shapes, keep_ratio) if cfg.mindir else checkpoint_detector(cfg)
     model = cfg.mindir or cfg.checkpoint_path
     threshold = score_threshold(cfg)
     print(f"{len(files)} images, {model}, input {settings.canvas_h}x{settings.canvas_w}, batch {batch}, "
           f"score >= {threshold}", flush=True)
 
-    out_dir = cfg.detections_dir
-    pictures = dict(zip(files, picture_names(files), strict=True))
     records, pending, call_seconds = [], [], []
     progress = Progress(len(files))
 
@@ -174,14 +341,10 @@ def infer(cfg) -> list[dict]:
         start = time.perf_counter()
         boxes, labels, masks = detect(images, metas)
         call_seconds.append(time.perf_counter() - start)
-        for j, (path, image, meta) in enumerate(pending):
+        for j, (path, _, meta) in enumerate(pending):
             kept, kept_labels = select_detections(boxes[j], labels[j], masks[j], cfg.eval_max_num)
-            record = image_record(path, meta, kept, kept_labels, cfg.coco_classes, threshold)
-            if cfg.draw:
-                record["picture"] = pictures[path]
-                draw_record(record, image, meta, cfg.coco_classes[1:], os.path.join(out_dir, pictures[path]))
-            records.append(record)
-            print(f"{path}: {len(record['scores'])} detections ({progress.step()})", flush=True)
+            records.append(image_record(path, meta, kept, kept_labels, classes, threshold))
+            print(f"{path}: {len(records[-1]['scores'])} detections ({progress.step()})", flush=True)
         pending.clear()
 
     for path in files:
@@ -203,9 +366,23 @@ def infer(cfg) -> list[dict]:
     if not records:
         raise InferError(f"none of the {len(files)} image files could be read ({'; '.join(skipped[:3])})")
     out_path = os.path.join(out_dir, DETECTIONS_FILE)
+    if cfg.draw:  # named now, against the folder as it is: a picture never replaces a file
+        names = picture_names([record["file"] for record in records], os.listdir(out_dir))
+        for record, name in zip(records, names, strict=True):
+            record["picture"] = name
+        renamed = [name for record, name in zip(records, names, strict=True)
+                   if name != picture_names([record["file"]])[0]]
+        if renamed:
+            more = f", ... ({len(renamed)} in all)" if len(renamed) > SHOWN_RENAMED else ""
+            print(f"pictures under the next free name, theirs being taken (by a file in {out_dir} or another image "
+                  f"of this run; nothing is replaced): {', '.join(renamed[:SHOWN_RENAMED])}{more}", flush=True)
     write_json_atomic(records, out_path, indent=1)
-    print(f"detections of {len(records)} of {len(files)} image files written to {out_path}"
-          + (f", pictures to {out_dir}/" if cfg.draw else ""), flush=True)
+    print(f"detections of {len(records)} of {len(files)} image files written to {out_path}", flush=True)
+    if cfg.draw:
+        print(f"drawing {len(records)} pictures into {out_dir}/ ...", flush=True)
+        draw_pictures(records, settings, classes[1:], out_dir, out_path, cfg.exif_transpose)
+        print(f"pictures of {len(records)} images drawn to {out_dir}/ (named in {DETECTIONS_FILE}: \"picture\")",
+              flush=True)
     first, steady = call_seconds[0], call_seconds[1:]
     timing = f"{sum(steady) / len(steady) / batch:.3f} s per image after the first call, " if steady else ""
     print(f"inference: {timing}first call {first:.1f} s (graph compilation included); {progress.status()}",

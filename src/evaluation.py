@@ -3,7 +3,8 @@
 
 Files written into one folder: `results.pkl.bbox.json` (COCO detection records), the accuracy log (`mAP.log`: one
 `<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class) and,
-with cfg.visualize = N, `visualize/<image id>.png` for the first N images. The figures are computed and printed before
+with cfg.visualize = N, `visualize/<image id>.png` for the first N images (`<image id>-2.png`, ... where a file
+this process did not write has the name: a picture never replaces one). The figures are computed and printed before
 the files are written: a write that fails (disk full) ends the run with one line naming the file, the reason and the
 files that were written, and the figures stay on the screen (the results json is written first).
 
@@ -52,6 +53,7 @@ MINDRECORD_PREFIX = "FasterRcnn_eval.mindrecord"
 ACCLOG_NAME = "mAP.log"
 PER_CLASS_NAME = "per_class.csv"
 VISUALIZE_DIR = "visualize"
+_PICTURES: dict[tuple[str, int], str] = {}  # (visualize folder, image id) -> the picture this process draws
 
 
 @dataclass(frozen=True)
@@ -138,14 +140,34 @@ def source_image(cfg, coco: COCO, image_id: int) -> np.ndarray | None:
     return read_image_bgr(os.path.join(folder, info["file_name"]), bool(cfg.exif_transpose))
 
 
+def picture_path(out_dir: str, image_id: int) -> tuple[str, bool]:
+    """Where this process draws `image_id` in `out_dir`, and whether it drew there before: `<image id>.png`, or
+    `<image id>-2.png`, `-3`, ... when a file it did not write (an earlier run's, the user's) has that name. The
+    same path for the life of the process (the evaluations during training redraw their pictures in place)."""
+    key = (os.path.abspath(out_dir), int(image_id))
+    if key in _PICTURES:
+        return _PICTURES[key], True
+    path, count = os.path.join(out_dir, f"{image_id}.png"), 1
+    while os.path.lexists(path):
+        count += 1
+        path = os.path.join(out_dir, f"{image_id}-{count}.png")
+    if count > 1:
+        print(f"{os.path.join(out_dir, f'{image_id}.png')} exists (not written by this run): kept; image "
+              f"{image_id} drawn to {path}", flush=True)
+    _PICTURES[key] = path
+    return path, False
+
+
 def visualize_image(cfg, coco: COCO, out_dir: str, image: np.ndarray, meta: np.ndarray, image_id: int,
                     boxes: np.ndarray, labels: np.ndarray) -> None:
     """Draw one image's detections scoring at least cfg.visualize_score_thr on the original image (or, when its
-    file cannot be read, on the network input scaled back to the original size)."""
+    file cannot be read, on the network input scaled back to the original size), never over a file this process
+    did not write (picture_path)."""
     picture = picture_for(source_image(cfg, coco, image_id), image, meta)
     keep = boxes[:, 4] >= cfg.visualize_score_thr
     picture = draw_detections(picture, boxes[keep], labels[keep], cfg.coco_classes[1:])
-    save_png(picture, os.path.join(out_dir, f"{image_id}.png"))
+    path, drawn_before = picture_path(out_dir, image_id)
+    save_png(picture, path, replace=drawn_before)
 
 
 def run_network(cfg, net: nn.Cell, dataset, num_images: int, coco: COCO, out_dir: str) -> tuple[list, list[int]]:

@@ -11,10 +11,13 @@ Every image file of --dataset_path (name order) goes through the evaluation pipe
 (N, 1), 2 masks bool (N, 1)); the average latency per call goes to `<time_path>/test_perform_static.txt`.
 A MINDIR exported with batch B > 1 gets B images per call (the last call completed with repeats, not written).
 `read_raw_outputs` reads one image's files back (postprogress.py), from this script or from the C++ app.
+`read_mindir` reads a MINDIR's input shapes and the model facts export.py records in its user_info (`model_facts`:
+class names, num_classes, input size, keep_ratio, batch size; infer.py --mindir uses them).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -37,10 +40,16 @@ NUM_INPUTS = 2
 META_SIZE = 4
 NO_BOXES = np.zeros((0, 6), np.int32)
 LATENCY_FILE = "test_perform_static.txt"
+# The MINDIR's user_info entry where export.py records the model's facts (model_facts), and their types.
+MODEL_FACTS_KEY = "faster_rcnn_dcn"
+FACT_TYPES = {"coco_classes": list, "num_classes": int, "img_height": int, "img_width": int, "keep_ratio": bool,
+              "batch_size": int}
 
 
-def mindir_input_shapes(path: str) -> list[tuple[int, ...]]:
-    """Shapes of the MINDIR graph's inputs, read from the file (no graph is built)."""
+def read_mindir(path: str) -> tuple[list[tuple[int, ...]], dict | None]:
+    """The shapes of the MINDIR graph's inputs and the model facts export.py recorded in it (`model_facts`; None for
+    a MINDIR written without them), read from the file (no graph is built). InferError when it is not a MINDIR of
+    this network."""
     if not os.path.isfile(path):
         raise InferError(f"MINDIR file not found: {path!r}")
     model = mind_ir_pb2.ModelProto()
@@ -53,7 +62,52 @@ def mindir_input_shapes(path: str) -> list[tuple[int, ...]]:
     if len(shapes) != NUM_INPUTS or len(shapes[0]) != 4 or shapes[1][-1:] != (META_SIZE,):
         raise InferError(f"{path} is not a Faster R-CNN export: expected inputs img (B, 3, H, W) and img_metas "
                          f"(B, {META_SIZE}), found {shapes}")
-    return shapes
+    user_info = user_info_entries(model)
+    if MODEL_FACTS_KEY not in user_info:
+        return shapes, None
+    try:
+        facts = json.loads(user_info[MODEL_FACTS_KEY])
+    except ValueError:
+        facts = None
+    wrong = ["a JSON object"] if not isinstance(facts, dict) else \
+        [f"{key} ({kind.__name__})" for key, kind in FACT_TYPES.items()
+         if not isinstance(facts.get(key), kind) or (kind is int and isinstance(facts[key], bool))]
+    if not wrong and (not all(isinstance(name, str) for name in facts["coco_classes"])
+                      or len(facts["coco_classes"]) != facts["num_classes"]):
+        wrong = ["num_classes class names (strings)"]
+    if wrong:
+        raise InferError(f"{path}: its model facts (user_info {MODEL_FACTS_KEY!r}) are not export.py's: expected "
+                         f"{', '.join(wrong)}")
+    return shapes, {key: facts[key] for key in FACT_TYPES}
+
+
+def user_info_entries(model) -> dict[str, str]:
+    """A mind_ir ModelProto's user_info (MindSpore's generated module gives the map as a list of entries)."""
+    if hasattr(model.user_info, "add"):
+        return {entry.key: entry.value for entry in model.user_info}
+    return dict(model.user_info)
+
+
+def record_model_facts(model, facts: dict) -> None:
+    """Put `facts` (model_facts) into a mind_ir ModelProto's user_info (export.py, before the file is written)."""
+    text = json.dumps(facts)
+    if hasattr(model.user_info, "add"):
+        model.user_info.add(key=MODEL_FACTS_KEY, value=text)
+    else:
+        model.user_info[MODEL_FACTS_KEY] = text
+
+
+def mindir_input_shapes(path: str) -> list[tuple[int, ...]]:
+    """Shapes of the MINDIR graph's inputs, read from the file (no graph is built)."""
+    return read_mindir(path)[0]
+
+
+def model_facts(cfg, batch_size: int) -> dict:
+    """What a user of an exported model needs besides its graph, as export.py records it in the MINDIR (user_info
+    MODEL_FACTS_KEY, JSON): class names (background first), their number, the input size, keep_ratio, batch."""
+    return {"coco_classes": list(cfg.coco_classes), "num_classes": int(cfg.num_classes),
+            "img_height": int(cfg.img_height), "img_width": int(cfg.img_width), "keep_ratio": bool(cfg.keep_ratio),
+            "batch_size": int(batch_size)}
 
 
 def list_images(folder: str) -> list[str]:

@@ -1,18 +1,23 @@
 """Drawing detections (boxes, class names, scores) on an image with OpenCV, for eval.py --visualize and infer.py."""
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from src.data_transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from src.errors import WriteError
 from src.fileio import atomic_path
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_SCALE = 0.45
 LINE_THICKNESS = 2
 TEXT_PADDING = 2  # pixels around a label's text
+# os.link's errors on file systems that have no hard links (FAT, some network file systems)
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 
 
 def class_color(label: int) -> tuple[int, int, int]:
@@ -68,8 +73,28 @@ def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, labels: np.ndarray
     return canvas
 
 
-def save_png(image_bgr: np.ndarray, path: str) -> None:
-    """Write a PNG, atomically."""
+def save_png(image_bgr: np.ndarray, path: str, replace: bool = True) -> None:
+    """Write a PNG, atomically. With replace=False an existing `path` is never replaced: the picture is linked into
+    place only if no file has that name (WriteError, the file kept, when one has). An OSError (full disk, folder
+    gone) becomes a WriteError naming `path` and the system's reason, with no temporary file left."""
+    encoded, data = cv2.imencode(".png", image_bgr)
+    if not encoded:
+        raise WriteError(f"could not encode {path} as PNG")
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, image_bgr):
-            raise OSError(f"cannot write {path}")
+        with open(tmp, "wb") as f:  # Python's write, not cv2.imwrite: the OS reason of a failure is kept
+            f.write(data.tobytes())
+        if not replace:
+            _link_new(tmp, path)  # after it, atomic_path's rename of tmp onto its own link changes nothing
+
+
+def _link_new(tmp: str, path: str) -> None:
+    """Give the written file `tmp` the name `path` unless that name exists (a hard link never replaces)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise WriteError(f"{path} exists and was not written by this run: kept, not replaced") from None
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):  # a file system without hard links: checked, then renamed
+            raise WriteError(f"{path} exists and was not written by this run: kept, not replaced") from None
