@@ -8,12 +8,14 @@ and img_metas (N, 4) float32 [orig_h, orig_w, scale_h, scale_w], and returns wha
 (N, rpn_max_num * (num_classes - 1), 5) [x1, y1, x2, y2, score], labels (.., 1) int32, masks (.., 1) bool.
 N is test_batch_size, or --batch_size when given (the C++ inference app takes N = 1). An ONNX file has the same
 inputs and outputs (named img, img_metas -> boxes, labels, masks; onnxruntime runs it: src/deploy/onnx_infer.py).
-A MINDIR also carries the model's facts (src/mindir_infer.py model_facts: class names, num_classes, img_height,
-img_width, keep_ratio, batch size) as JSON in its user_info entry "faster_rcnn_dcn", so that infer.py names the
-classes the model was trained with; MindSpore's loaders (Python and C++) ignore the entry.
+A MINDIR and an ONNX file also carry the model's facts (src/deploy/model_facts.py: class names, num_classes,
+img_height, img_width, keep_ratio, batch size) as JSON under "faster_rcnn_dcn" (a MINDIR's user_info, an ONNX file's
+metadata), so that infer.py names the classes the model was trained with; MindSpore's loaders ignore the entry.
+The folder of --file_name is checked (writable, FASTER_RCNN_MIN_FREE_MB free) before the network is built.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -21,10 +23,10 @@ import time
 import mindspore as ms
 import numpy as np
 
+from src.deploy.model_facts import MODEL_FACTS_KEY, model_facts, record_model_facts
 from src.deploy.onnx_export import export_onnx, require_onnx
 from src.errors import CheckpointError, ExportError
-from src.fileio import atomic_path
-from src.mindir_infer import model_facts, record_model_facts
+from src.fileio import atomic_path, check_output_dir
 from src.runtime import device_id, load_inference_network, run_job, set_up_device
 
 EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
@@ -58,12 +60,13 @@ def export_network(cfg, batch_size: int) -> str:
     img_metas = ms.Tensor(np.tile(np.float32([cfg.img_height, cfg.img_width, 1.0, 1.0]), (batch_size, 1)))
     extension = EXTENSIONS[cfg.file_format]
     target = cfg.file_name if cfg.file_name.endswith(extension) else cfg.file_name + extension
+    facts = model_facts(cfg, batch_size)
     if cfg.file_format == "ONNX":
         export_onnx(net, img, img_metas, target, dict(batch_size=batch_size, img_height=cfg.img_height,
                                                       img_width=cfg.img_width, num_classes=cfg.num_classes,
-                                                      rpn_max_num=cfg.rpn_max_num))
+                                                      rpn_max_num=cfg.rpn_max_num),
+                    facts={MODEL_FACTS_KEY: json.dumps(facts)})
         return target
-    facts = model_facts(cfg, batch_size)
     # the model's facts into the MINDIR's user_info (MindSpore takes custom_func for MINDIR only)
     options = {"custom_func": lambda model: record_model_facts(model, facts)} if cfg.file_format == "MINDIR" else {}
     with atomic_path(target) as tmp:
@@ -73,6 +76,7 @@ def export_network(cfg, batch_size: int) -> str:
 
 def export_fasterrcnn(cfg) -> str:
     check_request(cfg)
+    check_output_dir(os.path.dirname(os.path.abspath(cfg.file_name)) or ".", "--file_name's folder")
     set_up_device(cfg.device_target, "GRAPH", device_id(cfg))
     batch_size = export_batch_size(cfg)
     start = time.time()

@@ -1,8 +1,9 @@
-"""Detect objects in your own images with a trained checkpoint (or an exported MINDIR).
+"""Detect objects in your own images with a trained checkpoint (or an exported MINDIR or ONNX file).
 
     python infer.py --checkpoint_path=CKPT --images=PATH[,PATH...] [--images_from=LIST.txt]
         [--detections_dir=detections] [--draw=True] [--score_thr=T] [--config_path=...yaml]
     python infer.py --mindir=FILE.mindir --images=...      (a MINDIR written by export.py)
+    python infer.py --onnx=FILE.onnx --images=...          (export.py --file_format=ONNX, run by onnxruntime)
 
 PATH: an image file, a folder (its image files, by name) or a quoted glob pattern (`'photos/*.jpg'`); several are
 separated by commas. A name that exists as a file is that file, even with `*?[` in it, and so is a whole --images
@@ -10,13 +11,13 @@ value naming an existing file. --images_from=LIST.txt: a UTF-8 text file with on
 taken exactly as written (no splitting at commas, no patterns; relative to the current folder; blank lines ignored),
 for names that hold commas; a missing one is named with its line (`LIST.txt:3: ...`). Images of any size go through
 the evaluation's preprocessing (keep-ratio resize to the network's img_height x img_width, or the MINDIR's, padded at
-the bottom and right; src/data_transforms.py). The detections scoring at least score_thr (0..1; negative, the
+the bottom and right; src/data_transforms.py) (or the exported model's input size). The detections scoring at least score_thr (0..1; negative, the
 default: visualize_score_thr) among the eval_max_num best of each image are written, atomically, to
 `<detections_dir>/detections.json` (an earlier run's is replaced): a list with one record per image,
 `{"file", "height", "width", "boxes": [[x1, y1, x2, y2], ...] (the image's pixels), "scores", "labels" (indices
 into coco_classes, background = 0), "names"}`, best score first. A MINDIR written by export.py carries its class
 names, input size and keep_ratio, which are used (a --coco_classes or --config_path whose classes differ is
-refused); an older MINDIR gets the config's class names, with a warning.
+refused); an older MINDIR gets the config's class names, with a warning. An ONNX file likewise.
 With --draw=True, after detections.json: `<detections_dir>/<file name>.png` (the image with its boxes, names and
 scores; the record's "picture"): `x.jpg` -> `x.jpg.png`, and a name this run already gave or that a file in the
 folder has gets `-2`, `-3`, ... (`x.jpg-2.png`): a picture never replaces a file.
@@ -37,13 +38,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn
 
 from src.data_transforms import PreprocessSettings
+from src.deploy.exported import exported_detector, read_exported
 from src.errors import CheckpointError, ConfigError, DataError, InferError, OutputError, WriteError
 from src.fileio import check_output_dir, os_reason, write_json_atomic
 from src.image_files import OrientationNotes, read_image_bgr
-from src.mindir_infer import load_image, read_mindir
+from src.mindir_infer import load_image
 from src.mindrecord import read_image
 from src.progress import Progress
 from src.run_lock import hold_folder, release_folder
@@ -202,16 +203,10 @@ def checkpoint_detector(cfg) -> tuple[DetectBatch, int, PreprocessSettings]:
     return detect, 1, evaluation_preprocessing(cfg.img_height, cfg.img_width, cfg.keep_ratio)
 
 
-def mindir_detector(cfg, shapes: Sequence[tuple[int, ...]], keep_ratio: bool) -> tuple[DetectBatch, int,
-                                                                                      PreprocessSettings]:
-    """The MINDIR cfg.mindir (input `shapes` as read_mindir gives them) through `mindspore.load` + `nn.GraphCell`
-    (as src/mindir_infer.py): its batch size and input size."""
-    batch, _, height, width = shapes[0]
-    graph = nn.GraphCell(ms.load(cfg.mindir))
-
-    def detect(images: np.ndarray, metas: np.ndarray):
-        return tuple(o.asnumpy() for o in graph(ms.Tensor(images), ms.Tensor(metas)))
-
+def exported_model_detector(path: str, keep_ratio: bool) -> tuple[DetectBatch, int, PreprocessSettings]:
+    """export.py's MINDIR (MindSpore's runtime) or ONNX file (onnxruntime) at `path`: its batch size and input
+    size."""
+    detect, batch, (height, width) = exported_detector(path)
     return detect, batch, evaluation_preprocessing(height, width, keep_ratio)
 
 
@@ -222,29 +217,30 @@ def classes_source(cfg) -> str:
     return f"--config_path={cfg.config_path}'s coco_classes" if "config_path" in cfg.given else ""
 
 
-def mindir_model(cfg) -> tuple[list[tuple[int, ...]], list[str], bool]:
-    """The MINDIR's input shapes, class names (background first) and keep_ratio: those export.py recorded in it
-    (ConfigError when the command line or --config_path gives others), else, for an older export, the config's
-    (with a warning)."""
-    shapes, facts = read_mindir(cfg.mindir)
+def exported_model(cfg) -> tuple[str, list[str], bool]:
+    """The exported model's path (--mindir or --onnx), class names (background first) and keep_ratio: those
+    export.py recorded in it (ConfigError when the command line or --config_path gives others), else, for an older
+    export, the config's (with a warning)."""
+    path = cfg.mindir or cfg.onnx
+    _, facts = read_exported(path)
     if facts is None:
-        print(f"WARNING: {cfg.mindir} does not record its classes (exported before export.py wrote them): the "
+        print(f"WARNING: {path} does not record its classes (exported before export.py wrote them): the "
               f"{len(cfg.coco_classes)} class names and keep_ratio come from the config "
               f"({classes_source(cfg) or 'coco_classes of the default yaml'})", file=sys.stderr, flush=True)
-        return shapes, list(cfg.coco_classes), bool(cfg.keep_ratio)
+        return path, list(cfg.coco_classes), bool(cfg.keep_ratio)
     classes, source = facts["coco_classes"], classes_source(cfg)
     if source and list(cfg.coco_classes) != classes:
         ours = list(cfg.coco_classes)
         first = next(k for k in range(max(len(ours), len(classes)))
                      if k >= min(len(ours), len(classes)) or ours[k] != classes[k])
         given, theirs = (repr(names[first]) if first < len(names) else "none" for names in (ours, classes))
-        raise ConfigError(f"{source} ({len(ours)} names) disagree with the {len(classes)} classes {cfg.mindir} "
-                          f"was exported with (class {first}: {given} given, {theirs} in the MINDIR); leave them "
-                          "out to use the MINDIR's")
+        raise ConfigError(f"{source} ({len(ours)} names) disagree with the {len(classes)} classes {path} "
+                          f"was exported with (class {first}: {given} given, {theirs} in the model); leave them "
+                          "out to use the model's")
     if "keep_ratio" in cfg.given and bool(cfg.keep_ratio) != facts["keep_ratio"]:
-        raise ConfigError(f"--keep_ratio={cfg.keep_ratio} disagrees with {cfg.mindir}, exported with "
-                          f"keep_ratio={facts['keep_ratio']}; leave it out to use the MINDIR's")
-    return shapes, classes, facts["keep_ratio"]
+        raise ConfigError(f"--keep_ratio={cfg.keep_ratio} disagrees with {path}, exported with "
+                          f"keep_ratio={facts['keep_ratio']}; leave it out to use the model's")
+    return path, classes, facts["keep_ratio"]
 
 
 def image_record(path: str, meta: np.ndarray, boxes: np.ndarray, labels: np.ndarray, classes: Sequence[str],
@@ -295,8 +291,9 @@ def score_threshold(cfg) -> float:
 
 def check_request(cfg) -> None:
     """ConfigError before any work when the model, the images or the threshold are not given as expected."""
-    if bool(cfg.checkpoint_path) == bool(cfg.mindir):
-        raise ConfigError("infer.py needs exactly one model: --checkpoint_path=CKPT or --mindir=FILE.mindir")
+    if [bool(cfg.checkpoint_path), bool(cfg.mindir), bool(cfg.onnx)].count(True) != 1:
+        raise ConfigError("infer.py needs exactly one model: --checkpoint_path=CKPT, --mindir=FILE.mindir or "
+                          "--onnx=FILE.onnx")
     if not cfg.images.strip() and not cfg.images_from:
         raise ConfigError("--images: give image files, folders or quoted glob patterns, separated by commas (or "
                           "--images_from=LIST.txt, one path per line)")
@@ -308,7 +305,8 @@ def check_request(cfg) -> None:
 def infer(cfg) -> list[dict]:
     """Detect, write detections.json, then (draw) the pictures; returns the records."""
     check_request(cfg)
-    shapes, classes, keep_ratio = mindir_model(cfg) if cfg.mindir else ([], list(cfg.coco_classes), cfg.keep_ratio)
+    exported, classes, keep_ratio = exported_model(cfg) if cfg.mindir or cfg.onnx else \
+        ("", list(cfg.coco_classes), cfg.keep_ratio)
     files, skipped = collect_images(cfg)
     for problem in skipped:
         print(f"WARNING: {problem}; skipped", file=sys.stderr, flush=True)
@@ -318,16 +316,16 @@ def infer(cfg) -> list[dict]:
     check_detections_dir(cfg.detections_dir, files)
     check_output_dir(cfg.detections_dir, "--detections_dir")
     with held_output_folder(cfg.detections_dir):
-        return detect_and_write(cfg, files, skipped, shapes, classes, keep_ratio)
+        return detect_and_write(cfg, files, skipped, exported, classes, keep_ratio)
 
 
-def detect_and_write(cfg, files: Sequence[str], skipped: list[str], shapes: Sequence[tuple[int, ...]],
-                     classes: Sequence[str], keep_ratio: bool) -> list[dict]:
-    """Build the network (the MINDIR's `shapes`), detect in `files`, write detections.json, then (draw) the
+def detect_and_write(cfg, files: Sequence[str], skipped: list[str], exported: str, classes: Sequence[str],
+                     keep_ratio: bool) -> list[dict]:
+    """Build the network (or load the `exported` model), detect in `files`, write detections.json, then (draw) the
     pictures; `skipped`: the problem lines so far. Returns the records."""
     out_dir = cfg.detections_dir
-    detect, batch, settings = mindir_detector(cfg, shapes, keep_ratio) if cfg.mindir else checkpoint_detector(cfg)
-    model = cfg.mindir or cfg.checkpoint_path
+    detect, batch, settings = exported_model_detector(exported, keep_ratio) if exported else checkpoint_detector(cfg)
+    model = exported or cfg.checkpoint_path
     threshold = score_threshold(cfg)
     print(f"{len(files)} images, {model}, input {settings.canvas_h}x{settings.canvas_w}, batch {batch}, "
           f"score >= {threshold}", flush=True)

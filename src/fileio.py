@@ -52,7 +52,8 @@ def atomic_path(path: str) -> Iterator[str]:
     except OSError as err:
         raise WriteError(f"could not write {path}: {os_reason(err)}") from err
     finally:
-        for leftover in [tmp, *glob.glob(glob.escape(tmp) + "*")]:
+        # a library may write `<tmp>.tmp` or `<tmp without its extension>.tmp` first (MindSpore's checkpoints)
+        for leftover in [tmp, *glob.glob(glob.escape(os.path.splitext(tmp)[0]) + "*")]:
             with contextlib.suppress(OSError):
                 os.remove(leftover)
 

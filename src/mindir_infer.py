@@ -1,8 +1,9 @@
-"""Run an exported Faster R-CNN-DCN MINDIR with MindSpore's Python runtime (`mindspore.load` + `nn.GraphCell`).
+"""Run an exported Faster R-CNN-DCN model, export.py's MINDIR with MindSpore's Python runtime (`mindspore.load` +
+`nn.GraphCell`) or its ONNX file with onnxruntime (src/deploy/exported.py).
 
 The CPU/GPU counterpart of the Ascend C++ app (ascend310_infer/): same inputs, same files.
 
-    python -m src.mindir_infer --mindir_path=M.mindir --dataset_path=IMAGES [--result_path=./result_Files]
+    python -m src.mindir_infer --mindir_path=M.mindir|M.onnx --dataset_path=IMAGES [--result_path=./result_Files]
         [--time_path=./time_Result] [--device_target=CPU] [--device_id=0] [--keep_ratio=true] [--exif_transpose=false]
 
 Every image file of --dataset_path (name order) goes through the evaluation pipeline's preprocessing
@@ -11,24 +12,19 @@ Every image file of --dataset_path (name order) goes through the evaluation pipe
 (N, 1), 2 masks bool (N, 1)); the average latency per call goes to `<time_path>/test_perform_static.txt`.
 A MINDIR exported with batch B > 1 gets B images per call (the last call completed with repeats, not written).
 `read_raw_outputs` reads one image's files back (postprogress.py), from this script or from the C++ app.
-`read_mindir` reads a MINDIR's input shapes and the model facts export.py records in its user_info (`model_facts`:
-class names, num_classes, input size, keep_ratio, batch size; infer.py --mindir uses them).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-import mindspore as ms
 import numpy as np
-from mindspore import nn
 from mindspore.dataset import vision
-from mindspore.train import mind_ir_pb2
 
 from src.data_transforms import PreprocessSettings, preprocess_eval
+from src.deploy.exported import exported_detector
 from src.errors import InferError
 from src.fileio import atomic_path, write_text_atomic
 from src.image_files import OrientationNotes, exif_orientation, notes_reported_at_exit, to_displayed
@@ -36,78 +32,8 @@ from src.model_utils.config import parse_bool
 from src.progress import Progress
 from src.runtime import run_main, set_up_device
 
-NUM_INPUTS = 2
-META_SIZE = 4
 NO_BOXES = np.zeros((0, 6), np.int32)
 LATENCY_FILE = "test_perform_static.txt"
-# The MINDIR's user_info entry where export.py records the model's facts (model_facts), and their types.
-MODEL_FACTS_KEY = "faster_rcnn_dcn"
-FACT_TYPES = {"coco_classes": list, "num_classes": int, "img_height": int, "img_width": int, "keep_ratio": bool,
-              "batch_size": int}
-
-
-def read_mindir(path: str) -> tuple[list[tuple[int, ...]], dict | None]:
-    """The shapes of the MINDIR graph's inputs and the model facts export.py recorded in it (`model_facts`; None for
-    a MINDIR written without them), read from the file (no graph is built). InferError when it is not a MINDIR of
-    this network."""
-    if not os.path.isfile(path):
-        raise InferError(f"MINDIR file not found: {path!r}")
-    model = mind_ir_pb2.ModelProto()
-    try:
-        with open(path, "rb") as f:
-            model.ParseFromString(f.read())
-    except Exception as err:  # protobuf's DecodeError and friends
-        raise InferError(f"{path} is not a MINDIR file ({type(err).__name__})") from None
-    shapes = [tuple(int(d) for d in item.tensor[0].dims) for item in model.graph.input if item.tensor]
-    if len(shapes) != NUM_INPUTS or len(shapes[0]) != 4 or shapes[1][-1:] != (META_SIZE,):
-        raise InferError(f"{path} is not a Faster R-CNN export: expected inputs img (B, 3, H, W) and img_metas "
-                         f"(B, {META_SIZE}), found {shapes}")
-    user_info = user_info_entries(model)
-    if MODEL_FACTS_KEY not in user_info:
-        return shapes, None
-    try:
-        facts = json.loads(user_info[MODEL_FACTS_KEY])
-    except ValueError:
-        facts = None
-    wrong = ["a JSON object"] if not isinstance(facts, dict) else \
-        [f"{key} ({kind.__name__})" for key, kind in FACT_TYPES.items()
-         if not isinstance(facts.get(key), kind) or (kind is int and isinstance(facts[key], bool))]
-    if not wrong and (not all(isinstance(name, str) for name in facts["coco_classes"])
-                      or len(facts["coco_classes"]) != facts["num_classes"]):
-        wrong = ["num_classes class names (strings)"]
-    if wrong:
-        raise InferError(f"{path}: its model facts (user_info {MODEL_FACTS_KEY!r}) are not export.py's: expected "
-                         f"{', '.join(wrong)}")
-    return shapes, {key: facts[key] for key in FACT_TYPES}
-
-
-def user_info_entries(model) -> dict[str, str]:
-    """A mind_ir ModelProto's user_info (MindSpore's generated module gives the map as a list of entries)."""
-    if hasattr(model.user_info, "add"):
-        return {entry.key: entry.value for entry in model.user_info}
-    return dict(model.user_info)
-
-
-def record_model_facts(model, facts: dict) -> None:
-    """Put `facts` (model_facts) into a mind_ir ModelProto's user_info (export.py, before the file is written)."""
-    text = json.dumps(facts)
-    if hasattr(model.user_info, "add"):
-        model.user_info.add(key=MODEL_FACTS_KEY, value=text)
-    else:
-        model.user_info[MODEL_FACTS_KEY] = text
-
-
-def mindir_input_shapes(path: str) -> list[tuple[int, ...]]:
-    """Shapes of the MINDIR graph's inputs, read from the file (no graph is built)."""
-    return read_mindir(path)[0]
-
-
-def model_facts(cfg, batch_size: int) -> dict:
-    """What a user of an exported model needs besides its graph, as export.py records it in the MINDIR (user_info
-    MODEL_FACTS_KEY, JSON): class names (background first), their number, the input size, keep_ratio, batch."""
-    return {"coco_classes": list(cfg.coco_classes), "num_classes": int(cfg.num_classes),
-            "img_height": int(cfg.img_height), "img_width": int(cfg.img_width), "keep_ratio": bool(cfg.keep_ratio),
-            "batch_size": int(batch_size)}
 
 
 def list_images(folder: str) -> list[str]:
@@ -181,17 +107,16 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
         exif_transpose: bool = False) -> int:
     """Infer every image of `dataset_path` (in the displayed frame with `exif_transpose`); returns the number of
     images written."""
-    (batch, _, height, width), _ = mindir_input_shapes(mindir_path)
     files = list_images(dataset_path)
     stems = [file_stem(f) for f in files]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise InferError(f"{dataset_path}: several files share the name stem {clashes[:3]} (results are named by it)")
+    detect, batch, (height, width) = exported_detector(mindir_path)
     settings = PreprocessSettings(canvas_h=height, canvas_w=width, keep_ratio=keep_ratio, flip_ratio=0.0,
                                   expand_ratio=0.0, num_gts=1)
     os.makedirs(result_path, exist_ok=True)
     os.makedirs(time_path, exist_ok=True)
-    graph = nn.GraphCell(ms.load(mindir_path))
     print(f"loaded {mindir_path}: batch {batch}, input {height}x{width}; {len(files)} images", flush=True)
 
     latencies = []
@@ -201,10 +126,10 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
         chunk = files[first:first + batch]
         prepared = [load_image(f, settings, exif_transpose, notes) for f in chunk]
         prepared += [prepared[-1]] * (batch - len(chunk))
-        images = ms.Tensor(np.stack([p[0] for p in prepared]))
-        metas = ms.Tensor(np.stack([p[1] for p in prepared]))
+        images = np.stack([p[0] for p in prepared])
+        metas = np.stack([p[1] for p in prepared])
         start = time.time()
-        outputs = [o.asnumpy() for o in graph(images, metas)]
+        outputs = list(detect(images, metas))
         latencies.append(time.time() - start)
         for j, path in enumerate(chunk):
             write_outputs(result_path, file_stem(path), [o[j] for o in outputs])
@@ -222,7 +147,7 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mindir_path", required=True)
+    parser.add_argument("--mindir_path", required=True, help="export.py's MINDIR, or its ONNX file (*.onnx)")
     parser.add_argument("--dataset_path", required=True, help="folder of images")
     parser.add_argument("--result_path", default="./result_Files")
     parser.add_argument("--time_path", default="./time_Result")

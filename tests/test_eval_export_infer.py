@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from mindspore import nn
 
+from src.deploy.model_facts import read_mindir
 from src.errors import CheckpointError
 from src.FasterRcnn import Kernels, build_infer_model, build_model
-from src.mindir_infer import mindir_input_shapes, read_raw_outputs
+from src.mindir_infer import read_raw_outputs
 from src.model_utils.config import ROOT, get_config
 from src.network_checkpoint import load_for_inference, match_checkpoint, read_checkpoint
 from src.util import (
@@ -132,7 +133,7 @@ def evaluated(work, pseudo_gt):
 
 
 def test_export_has_the_documented_inputs(exported):
-    assert mindir_input_shapes(str(exported)) == [(1, 3, H, W), (1, 4)]
+    assert read_mindir(str(exported))[0] == [(1, 3, H, W), (1, 4)]
     model = ms.train.mind_ir_pb2.ModelProto()
     model.ParseFromString(exported.read_bytes())
     assert [item.tensor[0].data_type for item in model.graph.input] == [ms.train.mind_ir_pb2.TensorProto.FLOAT] * 2

@@ -16,8 +16,8 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from src.deploy.model_facts import read_mindir
 from src.fileio import partial_files
-from src.mindir_infer import read_mindir
 from src.run_lock import hold_folder, release_folder
 from tests.helpers.processes import ENV, error_lines, run_script, small_filesystem, snapshot
 from tests.reference_ckpt import reference_params

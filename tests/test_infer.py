@@ -29,9 +29,9 @@ from infer import (
     read_image_list,
     score_threshold,
 )
+from src.deploy.model_facts import MODEL_FACTS_KEY, model_facts, read_mindir, record_model_facts
 from src.errors import ConfigError, InferError, OutputError, WriteError
 from src.evaluation import visualize_image
-from src.mindir_infer import MODEL_FACTS_KEY, model_facts, read_mindir, record_model_facts
 from src.model_utils.config import ROOT, get_config
 from src.visualize import class_color, draw_detections, save_png
 

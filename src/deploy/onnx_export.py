@@ -36,10 +36,12 @@ def require_onnx() -> ModuleType:
         raise ExportError(f"--file_format=ONNX needs the onnx package: pip install {ONNX_REQUIREMENT}") from None
 
 
-def export_onnx(net: nn.Cell, img: Tensor, img_metas: Tensor, target: str, metadata: dict[str, int]) -> None:
+def export_onnx(net: nn.Cell, img: Tensor, img_metas: Tensor, target: str, metadata: dict[str, int],
+                facts: dict[str, str] | None = None) -> None:
     """`net` (construct(img (N, 3, H, W), img_metas (N, 4)) -> (boxes (N, K, 5) float32, labels (N, K, 1) int32,
     masks (N, K, 1) bool)) traced on the example inputs and written to `target` (a `.onnx` path) atomically, with
-    `metadata` ({METADATA_KEYS key: value}) in the model's metadata_props."""
+    `metadata` ({METADATA_KEYS key: value}) and `facts` (key: text, e.g. the model facts' JSON) in the model's
+    metadata_props."""
     onnx = require_onnx()
     with atomic_path(target) as tmp:
         ms.export(net, img, img_metas, file_name=tmp[:-len(".onnx")], file_format="ONNX")
@@ -48,6 +50,8 @@ def export_onnx(net: nn.Cell, img: Tensor, img_metas: Tensor, target: str, metad
         _name_outputs(model.graph, OUTPUT_NAMES)
         for key in METADATA_KEYS:
             model.metadata_props.add(key=key, value=str(int(metadata[key])))
+        for key, text in (facts or {}).items():
+            model.metadata_props.add(key=key, value=text)
         model.producer_name = "faster_rcnn_dcn export.py"
         onnx.save(model, tmp)
 

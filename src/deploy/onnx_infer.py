@@ -18,6 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
+from src.deploy.model_facts import MODEL_FACTS_KEY, parse_model_facts
 from src.errors import InferError
 
 ONNXRUNTIME_REQUIREMENT = "onnxruntime==1.32.0"  # as requirements.txt
@@ -96,3 +97,22 @@ def onnx_detector(path: str, *, image_size: tuple[int, int] | None = None, num_c
         return boxes, labels, masks
 
     return detect, batch, (height, width)
+
+
+def read_onnx(path: str) -> tuple[list[tuple[int, ...]], dict | None]:
+    """The input shapes of export.py's ONNX model at `path` and the model facts it records (metadata
+    MODEL_FACTS_KEY; None for a file written without them), read from the file without a session. InferError when
+    it is not readable."""
+    if not os.path.isfile(path):
+        raise InferError(f"ONNX model not found: {path!r}")
+    try:
+        onnx = importlib.import_module("onnx")
+    except ImportError:
+        raise InferError("reading an ONNX model needs the onnx package: pip install onnx==1.23.2") from None
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and onnx's own
+        raise InferError(f"{path} is not a readable ONNX model ({type(err).__name__})") from None
+    shapes = [tuple(int(d.dim_value) for d in item.type.tensor_type.shape.dim) for item in model.graph.input]
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    return shapes, parse_model_facts(path, metadata.get(MODEL_FACTS_KEY))
