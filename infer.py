@@ -10,9 +10,9 @@ separated by commas. A name that exists as a file is that file, even with `*?[` 
 value naming an existing file. --images_from=LIST.txt: a UTF-8 text file with one image file (or folder) per line,
 taken exactly as written (no splitting at commas, no patterns; relative to the current folder; blank lines ignored),
 for names that hold commas; a missing one is named with its line (`LIST.txt:3: ...`). Images of any size go through
-the evaluation's preprocessing (keep-ratio resize to the network's img_height x img_width, or the MINDIR's, padded at
-the bottom and right; src/data_transforms.py) (or the exported model's input size). The detections scoring at least score_thr (0..1; negative, the
-default: visualize_score_thr) among the eval_max_num best of each image are written, atomically, to
+the evaluation's preprocessing (keep-ratio resize to the network's img_height x img_width, or the exported
+model's, padded at the bottom and right; src/data_transforms.py). The detections scoring at least score_thr
+(0..1; negative, the default: visualize_score_thr) among the eval_max_num best of each image are written, atomically, to
 `<detections_dir>/detections.json` (an earlier run's is replaced): a list with one record per image,
 `{"file", "height", "width", "boxes": [[x1, y1, x2, y2], ...] (the image's pixels), "scores", "labels" (indices
 into coco_classes, background = 0), "names"}`, best score first. A MINDIR written by export.py carries its class
