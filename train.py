@@ -24,6 +24,12 @@ Added by this port:
   eval.py's evaluation), logs AP/AP50 to `./eval_<rank>.log` and keeps the best as `best.ckpt` beside the
   checkpoints (src/eval_callback.py). Off by default, as the original.
 - `grad_clip_norm` > 0 clips the gradients' global norm (for training from scratch; 0, the default, is the original).
+- One live run per output folder: the working folder (per rank) and `ckpt_<rank>/` are locked (src/run_lock.py); a
+  second run there is refused naming the first's pid. Both folders are checked for write access and free space (one
+  checkpoint for `ckpt_<rank>/`) before anything is built; a checkpoint that does not fit later stops training with
+  one line (exit status 1) and no temporary left. `--pre_trained` must hold the whole ResNet-50 backbone.
+- SIGINT/SIGTERM stop training after the current step with one line naming the last good checkpoint, exit status
+  130/143 (src/interrupts.py: MindSpore would turn a SIGINT into a SIGTERM).
 - Dataset sink: on Ascend/GPU the original's sink mode (one sink per epoch, so the callbacks and the loss log
   report once per epoch); on the CPU MindSpore does not sink, so every step is reported (and checked for NaN).
 """
