@@ -121,13 +121,17 @@ def checkpoint_root(cfg) -> str:
 
 
 def check_request(cfg) -> None:
-    """Fail before the slow work on a checkpoint path that does not exist or a value training cannot use."""
+    """Fail before the slow work on a checkpoint path that does not exist or does not fit, an output folder that
+    cannot be written or lacks space, or a value training cannot use."""
     if not cfg.loss_spike_factor >= 0:
         raise ConfigError(f"loss_spike_factor={cfg.loss_spike_factor}: expected a number >= 0 (0: stop on NaN/Inf "
                           "only)")
     pretrained = pretrained_path(cfg)
     if pretrained and not os.path.isfile(pretrained):
         raise CheckpointError(f"--pre_trained {pretrained!r}: no such file (use 'none' to train from scratch)")
+    check_output_dir(os.getcwd(), "train.py's working folder (loss_<rank>.log)")
+    if writes_checkpoint_folder(cfg):
+        check_output_dir(checkpoint_root(cfg), "save_checkpoint_path", min_free=checkpoint_min_free(cfg))
     # an unreadable file fails here, before the MindRecord is built (they are read again when training starts)
     if pretrained and not cfg.resume.strip():
         check_backbone_coverage(read_checkpoint(pretrained, "--pre_trained"), pretrained, backbone_shapes(cfg))
@@ -135,9 +139,6 @@ def check_request(cfg) -> None:
         read_checkpoint(pretrained, "--pre_trained")
     if cfg.resume.strip():
         read_checkpoint(cfg.resume, "--resume")
-    check_output_dir(os.getcwd(), "train.py's working folder (loss_<rank>.log)")
-    if writes_checkpoint_folder(cfg):
-        check_output_dir(checkpoint_root(cfg), "save_checkpoint_path", min_free=checkpoint_min_free(cfg))
 
 
 def writes_checkpoint_folder(cfg, rank: int = 0) -> bool:

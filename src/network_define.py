@@ -285,7 +285,8 @@ class StopOnSignal(Callback):
 
     def __enter__(self) -> StopOnSignal:
         for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
+            if signal.getsignal(signum) != signal.SIG_IGN:  # a run started to ignore it (nohup, `&`) keeps doing so
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
