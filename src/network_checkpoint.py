@@ -182,11 +182,12 @@ PENDING_SUFFIX = ".pending.ckpt"
 
 @contextlib.contextmanager
 def _quiet_mindspore_log():
-    """MindSpore's log is silent for the block: its line for a checkpoint it could not write would repeat, in other
-    words, the WriteError's."""
+    """MindSpore's log silenced for the block: its CRITICAL line for a checkpoint it could not write says less than
+    the one-line WriteError that follows."""
     from mindspore import log  # noqa: PLC0415  (its logger is created on first use)
 
     logger = log._get_logger()  # noqa: SLF001  (MindSpore offers no public handle on its logger)
+
     def quiet(record: logging.LogRecord) -> bool:
         return False
 
