@@ -16,7 +16,7 @@ import pytest
 from mindspore import nn
 
 from tests.helpers.processes import ENV, ROOT, error_lines, run_script, small_filesystem, snapshot
-from tests.helpers.training import make_synthetic, tiny_train_args, train_command
+from tests.helpers.training import make_synthetic, tiny_train_args, train_command, with_sigint_default
 
 pytestmark = pytest.mark.slow  # train.py end to end in subprocesses
 
@@ -146,7 +146,9 @@ def test_ctrl_c_stops_after_the_step_names_the_last_good_checkpoint_and_exits_13
     folder = work / "save_ckpt" / "ckpt_0"
     args = tiny_train_args(data_root, tmp_path / "mindrecord", "--epoch_size=50")
     with open(tmp_path / "run.out", "w") as out, open(tmp_path / "run.err", "w") as err:
-        run = subprocess.Popen(train_command() + args, cwd=work, env=ENV, stdout=out, stderr=err)
+        # as in a terminal: a run started ignoring SIGINT keeps ignoring it
+        run = subprocess.Popen(with_sigint_default(train_command() + args), cwd=work, env=ENV, stdout=out,
+                               stderr=err)
     try:
         _wait_for((folder / "faster_rcnn-1_2.ckpt").exists, run, what="the first checkpoint")
         run.send_signal(signal.SIGINT)

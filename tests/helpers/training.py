@@ -39,3 +39,15 @@ def make_synthetic(folder, num_train: int = 4, num_val: int = 2, seed: int = 3) 
 
 def train_command() -> list[str]:
     return [sys.executable, os.path.join(ROOT, "train.py")]
+
+
+# Runs the rest of the command line with SIGINT at its default disposition, as in a terminal: a process started
+# ignoring SIGINT (a background job of a script, which pytest may be) passes that on to its children.
+_SIGINT_DEFAULT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def with_sigint_default(command: list[str]) -> list[str]:
+    """`command` (an executable's path first) started with SIGINT's default disposition."""
+    return [sys.executable, "-c", _SIGINT_DEFAULT, *command]
+
