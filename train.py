@@ -24,14 +24,28 @@ Added by this port:
   eval.py's evaluation), logs AP/AP50 to `./eval_<rank>.log` and keeps the best as `best.ckpt` beside the
   checkpoints (src/eval_callback.py). Off by default, as the original.
 - `grad_clip_norm` > 0 clips the gradients' global norm (for training from scratch; 0, the default, is the original).
+- One live run per output folder: the working folder (per rank) and `ckpt_<rank>/` are locked (src/run_lock.py); a
+  second run there is refused naming the first's pid. Both folders are checked for write access and free space (one
+  checkpoint for `ckpt_<rank>/`) before anything is built; a checkpoint that does not fit later stops training with
+  one line (exit status 1) and no temporary left. `--pre_trained` must hold the whole ResNet-50 backbone.
+- SIGINT/SIGTERM stop training after the current step with one line naming the last good checkpoint, exit status
+  130/143 (src/interrupts.py: MindSpore would turn a SIGINT into a SIGTERM).
 - Dataset sink: on Ascend/GPU the original's sink mode (one sink per epoch, so the callbacks and the loss log
   report once per epoch); on the CPU MindSpore does not sink, so every step is reported (and checked for NaN).
 """
+# ruff: noqa: E402  (SIGINT is routed before MindSpore is imported, below)
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+
+if __name__ == "__main__":
+    # MindSpore's threads must inherit SIGINT blocked (src/interrupts.py): route it before MindSpore starts them
+    from src.interrupts import route_sigint
+
+    route_sigint()
 
 import mindspore as ms
 from mindspore import Tensor
@@ -41,11 +55,14 @@ from mindspore.nn import SGD
 from mindspore.train import Model
 from mindspore.train.callback import TimeMonitor
 
-from src.backbone_loader import load_backbone_params
+from src.backbone_loader import check_backbone_coverage, load_backbone_params
+from src.convert_backbone import backbone_shapes
 from src.dataset import create_fasterrcnn_dataset
-from src.errors import CheckpointError, ConfigError, DataError, TrainingError
+from src.errors import CheckpointError, ConfigError, DataError, TrainingError, WriteError
 from src.eval_callback import evaluation_callback
 from src.FasterRcnn import build_model
+from src.fileio import MIN_FREE_MB_ENV, check_output_dir, min_free_bytes
+from src.interrupts import TrainingInterrupted
 from src.lr_schedule import dynamic_lr
 from src.mindrecord import create_mindrecord
 from src.network_checkpoint import (
@@ -57,12 +74,37 @@ from src.network_checkpoint import (
     read_checkpoint,
     restore_training_state,
 )
-from src.network_define import DivergenceGuard, LossCallBack, LossNet, TrainOneStepCell, WithLossCell
+from src.network_define import (
+    DivergenceGuard,
+    LossCallBack,
+    LossNet,
+    StopOnSignal,
+    TrainOneStepCell,
+    WithLossCell,
+)
+from src.run_lock import hold_folder, release_folder
 from src.runtime import device_id, network_dtype, network_kernels, run_job, set_up_device
 
 SEED = 1
 MINDRECORD_PREFIX = "FasterRcnn.mindrecord"
 NO_WEIGHTS = ("", "none")
+PROGRAM = "train.py"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports it
+# Parameters of the network with the original's layer sizes: 42,266,063 + 5,125 per class (the R-CNN's cls_scores,
+# 1024 + 1 per class, and reg_scores, 4 x (1024 + 1)); COCO's 81 classes: 42,681,188 (checked against the built
+# network in tests/test_faults_train.py).
+NETWORK_PARAMETERS_BASE, NETWORK_PARAMETERS_PER_CLASS = 42_266_063, 5_125
+
+
+def checkpoint_bytes(num_classes: int) -> int:
+    """Upper bound of a checkpoint's size: every parameter (float32) plus SGD's two states (accum, stat) of each
+    trainable one, 3 x 4 bytes per parameter (COCO: 488 MB)."""
+    return (NETWORK_PARAMETERS_BASE + NETWORK_PARAMETERS_PER_CLASS * num_classes) * 3 * 4
+
+
+def checkpoint_min_free(cfg) -> int:
+    """Free space the checkpoint folder needs at start: one checkpoint, or $FASTER_RCNN_MIN_FREE_MB when set."""
+    return min_free_bytes() if MIN_FREE_MB_ENV in os.environ else checkpoint_bytes(int(cfg.num_classes))
 
 
 def pretrained_path(cfg) -> str:
@@ -79,18 +121,63 @@ def checkpoint_root(cfg) -> str:
 
 
 def check_request(cfg) -> None:
-    """Fail before the slow work on a checkpoint path that does not exist or a value training cannot use."""
+    """Fail before the slow work on a checkpoint path that does not exist or does not fit, an output folder that
+    cannot be written or lacks space, or a value training cannot use."""
     if not cfg.loss_spike_factor >= 0:
         raise ConfigError(f"loss_spike_factor={cfg.loss_spike_factor}: expected a number >= 0 (0: stop on NaN/Inf "
                           "only)")
     pretrained = pretrained_path(cfg)
     if pretrained and not os.path.isfile(pretrained):
         raise CheckpointError(f"--pre_trained {pretrained!r}: no such file (use 'none' to train from scratch)")
+    check_output_dir(os.getcwd(), "train.py's working folder (loss_<rank>.log)")
+    if writes_checkpoint_folder(cfg):
+        check_output_dir(checkpoint_root(cfg), "save_checkpoint_path", min_free=checkpoint_min_free(cfg))
     # an unreadable file fails here, before the MindRecord is built (they are read again when training starts)
-    if pretrained:
+    if pretrained and not cfg.resume.strip():
+        check_backbone_coverage(read_checkpoint(pretrained, "--pre_trained"), pretrained, backbone_shapes(cfg))
+    elif pretrained:
         read_checkpoint(pretrained, "--pre_trained")
     if cfg.resume.strip():
         read_checkpoint(cfg.resume, "--resume")
+
+
+def writes_checkpoint_folder(cfg, rank: int = 0) -> bool:
+    """Whether this rank writes into `ckpt_<rank>/` (checkpoints, or best.ckpt of the evaluation on rank 0)."""
+    return saves_checkpoints(cfg, rank) or (bool(cfg.run_eval) and rank == 0)
+
+
+def checkpoint_folder(cfg, rank: int) -> str:
+    return os.path.join(checkpoint_root(cfg), f"ckpt_{rank}")
+
+
+def _folders_to_create(folder: str) -> list[str]:
+    """`folder` and those of its parents that do not exist yet, innermost first."""
+    created, place = [], os.path.abspath(folder)
+    while not os.path.exists(place):
+        created.append(place)
+        place = os.path.dirname(place)
+    return created
+
+
+@contextlib.contextmanager
+def held_outputs(cfg, rank: int):
+    """Hold this rank's output places for the block: the working folder (lock `train-rank<rank>`: msrun's ranks
+    share it) and the checkpoint folder; OutputError naming the live run (its pid) that holds one. When the block
+    fails, the locks are released and the folders it created removed if they are still empty."""
+    locks, created = [], []
+    try:
+        locks.append(hold_folder(os.getcwd(), f"train-rank{rank}", PROGRAM))
+        if writes_checkpoint_folder(cfg, rank):
+            created = _folders_to_create(checkpoint_folder(cfg, rank))
+            locks.append(hold_folder(checkpoint_folder(cfg, rank), "train", PROGRAM))
+        yield
+    except BaseException:
+        for lock in locks:
+            release_folder(lock)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only an empty one: this run wrote nothing there
+        raise
 
 
 def set_up_parallel(cfg) -> tuple[int, int]:
@@ -203,29 +290,41 @@ def train_phase(cfg, dataset, steps_per_epoch: int, rank: int, device_num: int, 
     guard = DivergenceGuard(cfg.loss_spike_factor)
     loss_cb = LossCallBack(rank_id=rank, initial_step=initial_step, last_epoch=cfg.epoch_size, guard=guard)
     callbacks = [TimeMonitor(data_size=steps_per_epoch), loss_cb]
+    stop = StopOnSignal()
     checkpoint_cb = None
     if saves_checkpoints(cfg, rank):
-        checkpoint_cb = AtomicCheckpoint(os.path.join(checkpoint_root(cfg), f"ckpt_{rank}"),
+        checkpoint_cb = AtomicCheckpoint(checkpoint_folder(cfg, rank),
                                          save_checkpoint_steps=cfg.save_checkpoint_epochs * steps_per_epoch,
                                          keep_checkpoint_max=cfg.keep_checkpoint_max, prefix=CHECKPOINT_PREFIX,
-                                         initial_step=initial_step, guard=guard)
+                                         initial_step=initial_step, guard=guard, stop=stop)
         callbacks.append(checkpoint_cb)
     if cfg.run_eval and rank == 0:  # after the checkpoint callback: an epoch's checkpoint exists when it is evaluated
-        callbacks.append(evaluation_callback(cfg, rank, os.path.join(checkpoint_root(cfg), f"ckpt_{rank}"),
-                                             initial_step, resuming=bool(resume), guard=guard))
+        callbacks.append(evaluation_callback(cfg, rank, checkpoint_folder(cfg, rank), initial_step,
+                                             resuming=bool(resume), guard=guard))
+    callbacks.append(stop)  # last: a signal stops training once the step's checkpoint is written
 
     bn_mode = "batch" if bn_training else "moving"
     print(f"Start training: epochs {initial_epoch + 1}..{last_epoch} of {cfg.epoch_size}, {steps_per_epoch} steps "
           f"each, {device_num} device(s), {cfg.device_target}, BatchNorm on {bn_mode} statistics", flush=True)
     start = time.time()
-    Model(train_cell).train(last_epoch, dataset, callbacks=callbacks,
-                            dataset_sink_mode=cfg.device_target != "CPU", initial_epoch=initial_epoch)
+    try:
+        with stop:
+            Model(train_cell).train(last_epoch, dataset, callbacks=callbacks,
+                                    dataset_sink_mode=cfg.device_target != "CPU", initial_epoch=initial_epoch)
+    except WriteError as err:  # a checkpoint that did not fit (disk full): its temporaries are gone
+        latest = (checkpoint_cb.latest if checkpoint_cb else None) or resume
+        raise WriteError(f"{err}; training stopped after global step {guard.accepted_step}; last good checkpoint: "
+                         f"{latest or 'none'}") from None
     latest = checkpoint_cb.latest if checkpoint_cb else None
     if guard.failed:
         # The resumed checkpoint is good when the first step's loss, computed from its weights, passed.
         latest = latest or (resume if resume and guard.accepted_step is not None else None)
         raise TrainingError(f"training stopped at global step {guard.failed_step}: {guard.reason}; last good "
                             f"checkpoint: {latest or 'none'}")
+    if stop.requested:
+        raise TrainingInterrupted(f"interrupted by {stop.name(stop.signum)} after global step "
+                                  f"{guard.accepted_step}; last good checkpoint: {latest or resume or 'none'}",
+                                  stop.signum)
     per_step = loss_cb.seconds_per_step()
     print(f"Training done in {time.time() - start:.0f} s"
           + (f" ({per_step:.2f} s/step after the first step)" if per_step else "")
@@ -244,13 +343,19 @@ def train_fasterrcnn(cfg) -> None:
         raise ConfigError(f"resnet_bn_training_epochs={cfg.resnet_bn_training_epochs} needs checkpoints on every "
                           "rank (save_checkpoint=True, and save_on_master=False when training on several devices)")
     resume = cfg.resume.strip()
-    for last_epoch, bn_training in phases:
-        dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)  # a Model takes a dataset only once
-        resume = train_phase(cfg, dataset, steps_per_epoch, rank, device_num, last_epoch, bn_training, resume)
+    with held_outputs(cfg, rank):
+        for last_epoch, bn_training in phases:
+            dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)  # a Model takes a dataset only once
+            resume = train_phase(cfg, dataset, steps_per_epoch, rank, device_num, last_epoch, bn_training, resume)
 
 
 def main() -> int:
-    return run_job(train_fasterrcnn, "train.py")
+    try:
+        return run_job(train_fasterrcnn, PROGRAM)
+    except KeyboardInterrupt:  # SIGINT before training started (during training it stops after the step)
+        print(f"{PROGRAM}: error: interrupted by SIGINT while preparing training (outside a training step)",
+              file=sys.stderr, flush=True)
+        return INTERRUPTED_STATUS
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.errors import CheckpointError
-from src.network_checkpoint import BACKBONE_PREFIX, read_checkpoint
+from src.network_checkpoint import BACKBONE_PREFIX, name_listing, read_checkpoint
 
 _DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."))
 _CONV2 = re.compile(r"^(.*layer\d+\.\d+\.)conv2\.weight$")
@@ -69,3 +69,37 @@ def load_backbone_params(net: nn.Cell, ckpt: dict, ckpt_path: str,
     loaded = sorted(values)
     missing = sorted(set(targets) - set(values))
     return {"loaded": loaded, "missing": missing, "unexpected": sorted(unexpected)}
+
+
+def check_backbone_coverage(ckpt: dict, ckpt_path: str, shapes: dict[str, tuple[int, ...]],
+                            prefix: str = BACKBONE_PREFIX) -> int:
+    """CheckpointError unless the checkpoint entries `ckpt` (read from `ckpt_path`, for `--pre_trained`) give every
+    parameter of the ResNet-50 backbone, `shapes` (ResNetFea names -> shape, the DCN offset/mask convs left out:
+    no ResNet-50 has them), with its shape, under a model-zoo name or a Faster R-CNN one (`prefix` + name).
+
+    Every ResNet-50 parameter is required (265 with the original's [3, 4, 6, 3] blocks): each checkpoint this
+    option takes (a model-zoo or converted torchvision ResNet-50, a whole Faster R-CNN-DCN checkpoint) holds all of
+    them, and one that holds fewer would silently leave part of the backbone at random values (a checkpoint of
+    another network loads nothing at all). Returns the number found."""
+    targets = {prefix + name: shape for name, shape in shapes.items()}
+    found, mis_shaped = set(), []
+    for key, value in ckpt.items():
+        name = target_name(key, prefix, targets)
+        if name is None:
+            continue
+        shape = tuple(value.shape)
+        if shape == tuple(targets[name]):
+            found.add(name)
+        else:
+            mis_shaped.append(f"{key} {shape} (network {tuple(targets[name])})")
+    if len(found) < len(targets):
+        missing = [name[len(prefix):] for name in targets if name not in found]
+        detail = f"; another shape: {name_listing(mis_shaped)}" if mis_shaped else ""
+        raise CheckpointError(
+            f"--pre_trained {ckpt_path!r} does not hold this network's ResNet-50 backbone: {len(found)} of its "
+            f"{len(targets)} parameters found (the file has {len(ckpt)} entries: {name_listing(sorted(ckpt))}; "
+            f"missing: {name_listing(missing)}{detail}); expected a model-zoo ResNet-50 checkpoint (conv1.weight, "
+            f"bn1.gamma, layer1.0.conv1.weight, ...) or a Faster R-CNN-DCN one ({prefix}conv1.weight, ...); "
+            "'none' trains from scratch")
+    return len(found)
+

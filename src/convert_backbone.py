@@ -53,10 +53,10 @@ def model_zoo_name(key: str) -> str:
     return f"{match.group(1)}.{_BN_NAMES[match.group(2)]}" if match else name
 
 
-def backbone_shapes() -> dict[str, tuple[int, ...]]:
-    """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names), the DCN offset/mask convs
-    left out."""
-    cfg = get_config([])
+def backbone_shapes(cfg=None) -> dict[str, tuple[int, ...]]:
+    """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names; `cfg` default: the default
+    config), the DCN offset/mask convs left out."""
+    cfg = cfg if cfg is not None else get_config([])
     backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.MINDSPORE)
     return {p.name: tuple(p.shape) for p in backbone.get_parameters()
             if not any(part in p.name for part in _DCN_OFFSET_MASK)}

@@ -11,7 +11,8 @@ among the non-blank lines (the ids `txt_to_coco_dict` gives it). Files written b
 byte-order mark and Windows line ends are accepted; the image path is everything before the first later token that
 contains a comma (every box does), so it may contain spaces; a path that itself contains a comma is written in
 double quotes (`"a,b.jpg" 1,2,30,40,3,0`). An image listed on two lines is refused, naming both lines (merge its
-boxes into one line).
+boxes into one line). A path that leads outside `image_dir` (absolute, or out through `..`) is refused unless the
+caller allows it (config key allow_outside_paths).
 """
 from __future__ import annotations
 
@@ -109,9 +110,17 @@ def parse_txt_line(line: str, num_classes: int, where: str) -> tuple[str, np.nda
     return name, np.array(boxes, dtype=np.float64).reshape(-1, len(BOX_FIELDS))
 
 
-def read_txt_lines(anno_path: str, num_classes: int) -> list[tuple[str, str, np.ndarray]]:
+def is_outside(name: str) -> bool:
+    """Whether the TXT image path `name` leads outside the folder it is relative to (absolute, or out through
+    `..`; judged on the text, symbolic links are not followed)."""
+    return os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == os.pardir
+
+
+def read_txt_lines(anno_path: str, num_classes: int,
+                   allow_outside_paths: bool = False) -> list[tuple[str, str, np.ndarray]]:
     """The images of a TXT label file in line order: (where "file:line", relative path, boxes (n, 6)); DataError
-    naming the file and line for a bad line or an image listed twice."""
+    naming the file and line for a bad line, an image listed twice, or (unless `allow_outside_paths`) a path
+    outside image_dir."""
     if not os.path.isfile(anno_path):
         raise DataError(f"TXT label file not found: {anno_path!r} (config key anno_path)")
     try:
@@ -126,6 +135,9 @@ def read_txt_lines(anno_path: str, num_classes: int) -> list[tuple[str, str, np.
         if parsed is None:
             continue
         name, boxes = parsed
+        if not allow_outside_paths and is_outside(name):
+            raise DataError(f"{where}: image path {name!r} leads outside image_dir (paths are relative to image_dir; "
+                            "set allow_outside_paths=True to accept absolute and '..' paths)")
         if name in first_line:
             raise DataError(f"{where}: image {name!r} is already listed on line {first_line[name]} (merge its boxes "
                             "into one line)")
@@ -134,12 +146,15 @@ def read_txt_lines(anno_path: str, num_classes: int) -> list[tuple[str, str, np.
     return images
 
 
-def read_txt_records(anno_path: str, image_dir: str, classes: Sequence[str]) -> list[ImageRecord]:
-    """All images of a TXT label file, in line order; image paths joined to `image_dir` (not checked here)."""
+def read_txt_records(anno_path: str, image_dir: str, classes: Sequence[str],
+                     allow_outside_paths: bool = False) -> list[ImageRecord]:
+    """All images of a TXT label file, in line order; image paths joined to `image_dir` (an absolute one, allowed
+    with `allow_outside_paths`, replaces it; the files are not checked here)."""
     if not os.path.isdir(image_dir):
         raise DataError(f"image directory not found: {image_dir!r} (config key image_dir)")
+    lines = read_txt_lines(anno_path, len(classes), allow_outside_paths)
     return [ImageRecord(os.path.join(image_dir, name), image_id, boxes, where)
-            for image_id, (where, name, boxes) in enumerate(read_txt_lines(anno_path, len(classes)), start=1)]
+            for image_id, (where, name, boxes) in enumerate(lines, start=1)]
 
 
 def txt_to_coco_dict(anno_path: str, classes: Sequence[str]) -> dict:
@@ -150,7 +165,8 @@ def txt_to_coco_dict(anno_path: str, classes: Sequence[str]) -> dict:
     """
     data = {"images": [], "annotations": [],
             "categories": [{"id": i, "name": name} for i, name in enumerate(classes)]}
-    for image_id, (_, name, boxes) in enumerate(read_txt_lines(anno_path, len(classes)), start=1):
+    # the paths are only names here (images are read from the MindRecord, whose conversion checks them)
+    for image_id, (_, name, boxes) in enumerate(read_txt_lines(anno_path, len(classes), True), start=1):
         data["images"].append({"file_name": name, "id": image_id})
         for x1, y1, x2, y2, label, iscrowd in boxes.tolist():
             w, h = x2 - x1, y2 - y1

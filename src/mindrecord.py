@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
@@ -103,6 +103,17 @@ def label_map(mindrecord: str) -> dict[int, dict]:
     return {cat["label"]: {"id": cat["id"], "name": cat["name"]} for cat in content["categories"]}
 
 
+NAMED_IMAGES = 5  # skipped images named in the summary line; the rest counted
+
+
+def named(paths: list[str]) -> str:
+    """` (a, b, c and 4 more)` for the summary line: the first NAMED_IMAGES of `paths`; '' for none."""
+    if not paths:
+        return ""
+    more = len(paths) - NAMED_IMAGES
+    return f" ({', '.join(paths[:NAMED_IMAGES])}{f' and {more} more' if more > 0 else ''})"
+
+
 @dataclass
 class ConversionSummary:
     """What a conversion wrote and what it left out (counted, never silently)."""
@@ -117,11 +128,19 @@ class ConversionSummary:
     boxes_degenerate: int = 0       # empty after clipping to the image and truncation to integers: dropped
     boxes_crowd: int = 0            # kept, marked not valid
     images_oriented: int = 0        # EXIF orientation other than 1 (turned to the displayed frame with exif_transpose)
+    # the skipped images' paths (in source order), named in the summary line, not stored in the json's counts
+    missing: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """The counts alone (the json's `summary`)."""
+        return {key: value for key, value in asdict(self).items() if isinstance(value, int)}
 
     def line(self, path: str) -> str:
         return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written; left out "
-                f"{self.images_without_box} without a usable box, {self.images_missing} missing, "
-                f"{self.images_unreadable} unreadable; boxes: {self.boxes_clipped} clipped to the image, "
+                f"{self.images_without_box} without a usable box, {self.images_missing} missing"
+                f"{named(self.missing)}, {self.images_unreadable} unreadable{named(self.unreadable)}; "
+                f"boxes: {self.boxes_clipped} clipped to the image, "
                 f"{self.boxes_degenerate} degenerate dropped, {self.boxes_crowd} crowd (not trained on); "
                 f"{self.images_over_num_gts} images with more boxes than num_gts")
 
@@ -207,8 +226,10 @@ def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_image
                 raise
             if os.path.isfile(record.path):
                 summary.images_unreadable += 1
+                summary.unreadable.append(record.path)
             else:
                 summary.images_missing += 1
+                summary.missing.append(record.path)
             left_out.skipped_images.append(int(record.image_id))
             continue
         dropped: list[int] = []
@@ -289,15 +310,16 @@ def rebuild_reasons(previous: dict | None, source: dict) -> list[str]:
     return reasons or ["it was written by another version of this code"]
 
 
-def read_records(source: dict) -> tuple[list[ImageRecord], list[dict]]:
-    """The source's image records and its categories [{label, id, name}] (label = index in the classes)."""
+def read_records(source: dict, allow_outside_paths: bool = False) -> tuple[list[ImageRecord], list[dict]]:
+    """The source's image records and its categories [{label, id, name}] (label = index in the classes); TXT image
+    paths outside the image folder are refused unless `allow_outside_paths`."""
     classes = source["classes"]
     if source["dataset"] == "coco":
         records, labels = read_coco_records(source["annotation_file"], source["image_root"], classes)
         categories = [{"label": label, "id": cat_id, "name": classes[label]}
                       for cat_id, label in sorted(labels.items(), key=lambda item: item[1])]
     else:
-        records = read_txt_records(source["annotation_file"], source["image_root"], classes)
+        records = read_txt_records(source["annotation_file"], source["image_root"], classes, allow_outside_paths)
         categories = [{"label": i, "id": i, "name": name} for i, name in enumerate(classes) if i > 0]
     return records, categories
 
@@ -338,7 +360,7 @@ def write_mindrecord(rows, directory: str, prefix: str, file_num: int, total: in
         names = sorted(os.listdir(partial))
         for name in names:
             os.replace(os.path.join(partial, name), os.path.join(directory, name))
-        content = dict(sidecar, format=SIDECAR_FORMAT, num_rows=done, summary=asdict(summary),
+        content = dict(sidecar, format=SIDECAR_FORMAT, num_rows=done, summary=summary.counts(),
                        files={name: os.path.getsize(os.path.join(directory, name)) for name in names})
         write_json_atomic(content, sidecar_path(target), indent=1)
     finally:
@@ -373,7 +395,7 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
     directory = mindrecord_directory(cfg)
     target = mindrecord_file(directory, prefix, file_num)
     source = describe_source(cfg, is_training)
-    records, categories = read_records(source)
+    records, categories = read_records(source, bool(cfg.allow_outside_paths))
     source["images"] = images_fingerprint(records)
     if is_mindrecord_complete(target, source):
         print(f"Reusing MindRecord {target}", flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import re
 import sys
@@ -21,9 +22,9 @@ import numpy as np
 from mindspore import Tensor, nn, save_checkpoint
 from mindspore.train.callback import Callback
 
-from src.errors import CheckpointError
-from src.fileio import atomic_path
-from src.network_define import DivergenceGuard, split_outputs
+from src.errors import CheckpointError, WriteError
+from src.fileio import atomic_path, os_reason
+from src.network_define import DivergenceGuard, StopOnSignal, split_outputs
 
 SHOWN_NAMES = 8  # how many mismatched names an error message lists
 CHECKPOINT_PREFIX = "faster_rcnn"
@@ -179,6 +180,24 @@ def _checkpoint_order(path: str) -> tuple[int, int]:
 PENDING_SUFFIX = ".pending.ckpt"
 
 
+@contextlib.contextmanager
+def _quiet_mindspore_log():
+    """MindSpore's log silenced for the block: its CRITICAL line for a checkpoint it could not write says less than
+    the one-line WriteError that follows."""
+    from mindspore import log  # noqa: PLC0415  (its logger is created on first use)
+
+    logger = log._get_logger()  # noqa: SLF001  (MindSpore offers no public handle on its logger)
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return False
+
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def pending_path(final: str) -> str:
     """The hidden name a checkpoint waits under until its weights are accepted (`.<stem>.pending.ckpt`)."""
     folder, name = os.path.split(final)
@@ -210,9 +229,22 @@ class PendingCheckpoint:
         self.final: str | None = None
 
     def write(self, cell: nn.Cell, final: str, append_dict: dict) -> None:
+        """Save `cell` under the pending name of `final`; WriteError naming `final` and the operating system's
+        reason when it cannot be written (disk full), nothing left behind."""
         self._discard()
-        with atomic_path(pending_path(final)) as tmp:
-            save_checkpoint(cell, tmp, append_dict=append_dict)
+        try:
+            with atomic_path(pending_path(final)) as tmp, _quiet_mindspore_log():
+                # save_checkpoint writes `<tmp without .ckpt>.tmp` first and renames it to `tmp`
+                library_tmp = os.path.splitext(tmp)[0] + ".tmp"
+                try:
+                    save_checkpoint(cell, tmp, append_dict=append_dict)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.remove(library_tmp)
+        except WriteError as err:
+            cause = err.__cause__
+            reason = os_reason(cause) if isinstance(cause, OSError) else str(err)
+            raise WriteError(f"could not write checkpoint {final}: {reason}") from cause
         self.final = final
 
     def after_step(self, global_step: int, net_outputs) -> str | None:
@@ -253,10 +285,12 @@ class AtomicCheckpoint(Callback):
     every step with; by default a NaN/Inf guard of this callback's own); after the last step, when no loss follows,
     when its parameters are finite. A state with a NaN/Inf parameter is never saved and stops training. At most
     `keep_checkpoint_max` files with the prefix are kept in the directory (oldest removed); `latest` is the newest.
+    When `stop` (a StopOnSignal) ended training, no state is written on the way out (a waiting one is still settled).
     """
 
     def __init__(self, directory: str, save_checkpoint_steps: int, keep_checkpoint_max: int,
-                 prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0, guard: DivergenceGuard | None = None):
+                 prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0, guard: DivergenceGuard | None = None,
+                 stop: StopOnSignal | None = None):
         super().__init__()
         if save_checkpoint_steps <= 0:
             raise ValueError(f"save_checkpoint_steps must be positive, got {save_checkpoint_steps}")
@@ -270,6 +304,7 @@ class AtomicCheckpoint(Callback):
         self._pending = PendingCheckpoint(guard)
         self.guard = self._pending.guard
         self.latest: str | None = None
+        self.stop = stop
         self._last_written_step: int | None = None
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, f".{prefix}-*{PENDING_SUFFIX}")):
@@ -284,7 +319,9 @@ class AtomicCheckpoint(Callback):
 
     def on_train_end(self, run_context):
         cb_params = run_context.original_args()
-        if not self.guard.failed and cb_params.cur_step_num and self._last_written_step != cb_params.cur_step_num:
+        interrupted = self.stop is not None and self.stop.requested  # no new checkpoint on the way out
+        if (not self.guard.failed and not interrupted and cb_params.cur_step_num
+                and self._last_written_step != cb_params.cur_step_num):
             self._write(run_context)
         self._promoted(self._pending.at_end())  # the last state: no loss follows; its parameters were checked
 

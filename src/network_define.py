@@ -11,13 +11,15 @@ Cells (parameter names unchanged: the wrappers have no prefix of their own):
 
 `DivergenceGuard` decides whether a step's loss says the run has diverged (NaN/Inf, or a spike above a multiple of
 the running median); `LossCallBack`: per-step progress on stdout and the original's `loss_<rank>.log` lines; stops
-training at the first step the guard rejects, naming it. (Saving checkpoints during training, only from states the
+training at the first step the guard rejects, naming it; `StopOnSignal`: stops training after the current step on
+SIGINT/SIGTERM. (Saving checkpoints during training, only from states the
 guard accepted: src/network_checkpoint.py.)
 """
 from __future__ import annotations
 
 import math
 import os
+import signal
 import statistics
 import sys
 import time
@@ -257,3 +259,45 @@ class LossCallBack(Callback):
                   "stopping training. The weights this loss was computed from and every later state are not "
                   "saved.", file=sys.stderr, flush=True)
             run_context.request_stop()
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopOnSignal(Callback):
+    """While installed (`with stop:` around Model.train), SIGINT and SIGTERM ask training to stop at the end of the
+    current step (`signum` records the first one); a second signal ends the process at once (status 128 + signal).
+    Put it last among the callbacks: the others finish the step (its checkpoint written) before training stops."""
+
+    def __init__(self):
+        super().__init__()
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            os._exit(128 + signum)  # the user insists: leave now (pending checkpoints are hidden files)
+        self.signum = signum
+
+    def __enter__(self) -> StopOnSignal:
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) != signal.SIG_IGN:  # a run started to ignore it (nohup, `&`) keeps doing so
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def on_train_step_end(self, run_context):
+        if self.requested:
+            run_context.request_stop()
+
+    @staticmethod
+    def name(signum: int) -> str:
+        return signal.Signals(signum).name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from src.backbone_loader import load_backbone_pretrained
+from src.backbone_loader import check_backbone_coverage, load_backbone_pretrained
 from src.errors import CheckpointError
 from src.FasterRcnn.resnet import ResNetFea
 from src.FasterRcnn.settings import Kernels
@@ -121,3 +121,37 @@ def test_missing_and_unreadable_files(tmp_path):
     garbage.write_bytes(b"this is not a checkpoint" * 10)
     with pytest.raises(ValueError, match="garbage.ckpt"):
         load_backbone_pretrained(_Net(), str(garbage))
+
+
+def _backbone_shapes_without_offset_convs():
+    backbone = ResNetFea(LAYERS, IN_CH, OUT_CH, kernels=Kernels.CPU)
+    return {p.name: tuple(p.shape) for p in backbone.get_parameters()
+            if ".p_conv." not in p.name and ".m_conv." not in p.name}
+
+
+def test_coverage_every_resnet_parameter_under_model_zoo_or_network_names():
+    shapes = _backbone_shapes_without_offset_convs()
+    zoo = {k: np.zeros(s, np.float32) for k, s in _model_zoo_resnet_shapes().items()}
+    assert check_backbone_coverage(zoo, "zoo.ckpt", shapes) == len(shapes)
+    # a whole detector checkpoint: the network's names, a head beside them
+    detector = {"backbone." + k: np.zeros(s, np.float32) for k, s in shapes.items()}
+    detector["rcnn.cls_scores.weight"] = np.zeros((3, 4), np.float32)
+    assert check_backbone_coverage(detector, "det.ckpt", shapes) == len(shapes)
+
+
+def test_coverage_refuses_another_network_and_a_partial_backbone():
+    shapes = _backbone_shapes_without_offset_convs()
+    with pytest.raises(CheckpointError) as err:
+        check_backbone_coverage({"weight": np.zeros((3, 4)), "bias": np.zeros(3)}, "dense.ckpt", shapes)
+    message = str(err.value)
+    assert message.startswith(f"--pre_trained 'dense.ckpt' does not hold this network's ResNet-50 backbone: 0 of its "
+                              f"{len(shapes)} parameters found (the file has 2 entries: bias, weight; missing: "
+                              "conv1.weight, ")
+    # one parameter short, and one of another shape: both named
+    zoo = {k: np.zeros(s, np.float32) for k, s in _model_zoo_resnet_shapes().items()}
+    del zoo["layer4.0.bn3.gamma"]
+    zoo["layer2.1.conv1.weight"] = np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(CheckpointError, match=rf"{len(shapes) - 2} of its {len(shapes)} parameters found .*missing: "
+                       r"layer2\.1\.conv1\.weight, layer4\.0\.bn3\.gamma; another shape: layer2\.1\.conv1\.weight "
+                       r"\(1, 1, 1, 1\) \(network \(8, 32, 1, 1\)\)\)"):
+        check_backbone_coverage(zoo, "part.ckpt", shapes)

@@ -1,7 +1,9 @@
 """Training wrappers and callbacks on a tiny network whose gradient is worked out by hand in NumPy."""
+import errno
 import glob
 import os
 import re
+import signal
 
 import mindspore as ms
 import numpy as np
@@ -12,6 +14,7 @@ from mindspore.train import Model
 
 import src.network_checkpoint as network_checkpoint
 import src.network_define as nd
+from src.errors import WriteError
 from src.fileio import partial_files
 from src.network_checkpoint import AtomicCheckpoint
 from src.network_define import (
@@ -384,3 +387,48 @@ def test_model_train_drives_the_cells_and_callbacks(tmp_path, mode):
         f"faster_rcnn-{e}_3.ckpt" for e in range(1, 5)]
     last = ms.load_checkpoint(str(tmp_path / "ckpt_0" / "faster_rcnn-4_3.ckpt"))
     assert last["global_step"].asnumpy().item() == 12
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_on_signal_stops_after_the_step_and_restores_the_handlers(signum):
+    before = {s: signal.getsignal(s) for s in nd.STOP_SIGNALS}
+    stop = nd.StopOnSignal()
+    ctx = _Ctx()
+    with stop:
+        stop.on_train_step_end(ctx)
+        assert not ctx.stop
+        os.kill(os.getpid(), signum)  # the Python handler runs in this (main) thread before kill returns to us
+        assert stop.signum == signum and stop.requested
+        stop.on_train_step_end(ctx)
+    assert ctx.stop
+    assert {s: signal.getsignal(s) for s in nd.STOP_SIGNALS} == before
+    assert stop.name(signum) == signal.Signals(signum).name
+
+
+def test_atomic_checkpoint_writes_nothing_new_on_the_way_out_of_an_interruption(tmp_path):
+    net, cell = _train_cell(sens=1.0)
+    stop = nd.StopOnSignal()
+    cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=2, keep_checkpoint_max=5, stop=stop)
+    for step in (1, 2, 3):
+        cb.on_train_step_end(_ckpt_ctx(cell, step))
+    stop.signum = signal.SIGINT  # as the handler sets it
+    cb.on_train_end(_ckpt_ctx(cell, 3))
+    # The state after step 2 (its next loss passed) is kept; the state after step 3 is not written.
+    assert sorted(os.listdir(tmp_path)) == ["faster_rcnn-1_2.ckpt"]
+    assert cb.latest.endswith("faster_rcnn-1_2.ckpt")
+
+
+def test_a_checkpoint_that_does_not_fit_names_it_and_leaves_nothing(tmp_path, monkeypatch):
+    net, cell = _train_cell(sens=1.0)
+    cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=1, keep_checkpoint_max=5)
+
+    def full_disk(cell, path, append_dict=None):  # writes part of MindSpore's temporary, then the disk is full
+        with open(os.path.splitext(path)[0] + ".tmp", "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(network_checkpoint, "save_checkpoint", full_disk)
+    with pytest.raises(WriteError) as err:
+        cb.on_train_step_end(_ckpt_ctx(cell, 1))
+    assert str(err.value) == f"could not write checkpoint {tmp_path / 'faster_rcnn-1_1.ckpt'}: No space left on device"
+    assert os.listdir(tmp_path) == []

@@ -171,7 +171,7 @@ def test_fuzz_valid_boxes_round_trip(x1, y1, w, h, label, crowd):
 
 
 _GOOD_LINE = st.tuples(st.text(st.characters(categories=["L", "N"], include_characters=" ._-"), min_size=1,
-                                max_size=10).filter(lambda t: t.strip() and "," not in t),
+                                max_size=10).filter(lambda t: t.strip() and "," not in t and t.strip() != ".."),
                        st.lists(st.tuples(_COORD, _COORD, st.integers(1, NUM_CLASSES - 1)), max_size=3))
 
 
@@ -197,3 +197,26 @@ def test_fuzz_files_from_other_tools_read_like_plain_ones(tmp_path_factory, line
     assert [r.path for r in got] == names == [r.path for r in expected]
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+@pytest.mark.parametrize("name", ["/data/other/a.jpg", "../a.jpg", "sub/../../a.jpg", "..", '"../a,b.jpg"'])
+def test_paths_outside_image_dir_are_refused_with_file_and_line(tmp_path, name):
+    labels = tmp_path / "labels.txt"
+    labels.write_text(f"ok.jpg 1,2,30,40,1,0\n\n{name} 1,2,30,40,1,0\n")
+    shown = name.strip('"')
+    with pytest.raises(DataError) as err:
+        read_txt_records(str(labels), str(tmp_path), ["background", "a"])
+    assert str(err.value) == (f"{labels}:3: image path {shown!r} leads outside image_dir (paths are relative to "
+                              "image_dir; set allow_outside_paths=True to accept absolute and '..' paths)")
+    # allowed: joined as os.path.join does (an absolute path replaces image_dir)
+    records = read_txt_records(str(labels), str(tmp_path), ["background", "a"], allow_outside_paths=True)
+    assert records[1].path == os.path.join(str(tmp_path), shown)
+    assert shown.startswith("/") == (records[1].path == shown)
+
+
+def test_paths_that_stay_inside_image_dir_are_accepted(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("./a.jpg\nsub/../b.jpg\nsub/..c.jpg\n...jpg\n")
+    records = read_txt_records(str(labels), str(tmp_path), ["background", "a"])
+    assert [r.path for r in records] == [os.path.join(str(tmp_path), n) for n in
+                                        ("./a.jpg", "sub/../b.jpg", "sub/..c.jpg", "...jpg")]
