@@ -1,8 +1,9 @@
 #!/bin/bash
-# Inference of an exported MINDIR on a folder of images, then COCO evaluation of the results.
+# Inference of an exported MINDIR (or ONNX file) on a folder of images, then COCO evaluation of the results.
 #   Ascend (default): builds and runs the C++ app ascend310_infer/ (needs the Ascend toolkit and MindSpore Ascend;
 #                     the MINDIR must be exported with --batch_size=1).
-#   CPU / GPU:        runs the same MINDIR through MindSpore's Python runtime (src/mindir_infer.py).
+#   CPU / GPU:        runs the same MINDIR through MindSpore's Python runtime, or export.py's ONNX file (*.onnx)
+#                     through onnxruntime on the CPU (src/mindir_infer.py).
 # Outputs in the current folder: result_Files/<image>_{0,1,2}.bin, time_Result/test_perform_static.txt,
 # build.log (Ascend), infer.log, acc.log (the COCO summary). Extra --key=value arguments go to postprogress.py
 # (e.g. --config_path=... for another class list, --dataset=txt for a TXT label file).
@@ -19,6 +20,9 @@ DEVICE_TARGET=${ARGS[4]:-Ascend}
 [ -d "$DATA_PATH" ] || die "DATA_PATH=$DATA_PATH is not a directory"
 [ -f "$ANNO_PATH" ] || die "ANNO_PATH=$ANNO_PATH is not a file"
 check_device_id "$DEVICE_ID"
+if [[ "$MODEL" == *.onnx && "$DEVICE_TARGET" == "Ascend" ]]; then
+    die "MINDIR_PATH=$MODEL is an ONNX file: the Ascend app runs MINDIRs; run it with DEVICE_TARGET=CPU (onnxruntime)"
+fi
 case "$DEVICE_TARGET" in
     Ascend|GPU|CPU) ;;
     *) die "DEVICE_TARGET=$DEVICE_TARGET must be Ascend, GPU or CPU" ;;

@@ -44,16 +44,27 @@ def reference_ckpt(tmp_path_factory) -> str:
     return write_reference_ckpt(str(tmp_path_factory.mktemp("fidelity") / "reference.ckpt"), salt=0)
 
 
-@pytest.fixture(scope="session")
-def reference_mindir(reference_ckpt, tmp_path_factory) -> str:
-    """`reference_ckpt` exported by export.py (a subprocess: for slow tests) to MINDIR, batch 1, input
-    REFERENCE_MINDIR_SIZE; shared by the tests of export, the inference script and infer.py."""
-    folder = tmp_path_factory.mktemp("reference_mindir")
+def _export_reference(reference_ckpt: str, folder, file_format: str) -> str:
+    """`reference_ckpt` exported by export.py (a subprocess) in `file_format`, batch 1, input
+    REFERENCE_MINDIR_SIZE; the written file's path."""
     height, width = REFERENCE_MINDIR_SIZE
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "export.py"), "--device_target=CPU", f"--ckpt_file={reference_ckpt}",
          f"--file_name={folder / 'faster_rcnn_dcn'}", "--batch_size=1", f"--img_height={height}",
-         f"--img_width={width}"], cwd=folder, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
-        check=False)
+         f"--img_width={width}", f"--file_format={file_format}"], cwd=folder, env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "exported" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
-    return str(folder / "faster_rcnn_dcn.mindir")
+    return str(folder / f"faster_rcnn_dcn.{file_format.lower()}")
+
+
+@pytest.fixture(scope="session")
+def reference_mindir(reference_ckpt, tmp_path_factory) -> str:
+    """`reference_ckpt` exported to MINDIR (for slow tests), batch 1, input REFERENCE_MINDIR_SIZE; shared by the
+    tests of export, the inference script and infer.py."""
+    return _export_reference(reference_ckpt, tmp_path_factory.mktemp("reference_mindir"), "MINDIR")
+
+
+@pytest.fixture(scope="session")
+def reference_onnx(reference_ckpt, tmp_path_factory) -> str:
+    """`reference_ckpt` exported to ONNX as `reference_mindir` is to MINDIR."""
+    return _export_reference(reference_ckpt, tmp_path_factory.mktemp("reference_onnx"), "ONNX")

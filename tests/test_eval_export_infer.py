@@ -93,6 +93,18 @@ def inferred(work, exported):
 
 
 @pytest.fixture(scope="module")
+def onnx_inferred(work, reference_onnx):
+    """run_infer_310.sh on the CPU with export.py's ONNX file of the same weights (onnxruntime)."""
+    folder = work / "infer_onnx"
+    folder.mkdir()
+    anno = work / "coco" / "annotations" / "instances_val2017.json"
+    result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), reference_onnx,
+                  str(work / "coco" / "val2017"), str(anno), "0", "CPU"], cwd=folder)
+    assert "Average Precision" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
 def pseudo_gt(work, inferred):
     """An annotation file with the same images and categories whose boxes are the MINDIR's best detections; its
     images are listed in the reverse order of the data set's, which eval.py must report (and survive)."""
@@ -176,6 +188,30 @@ def test_eval_and_the_exported_model_agree(work, pseudo_gt, inferred, evaluated)
     assert len(tables[0]) > 2 * GT_PER_IMAGE and tables[0].shape == tables[1].shape
     np.testing.assert_array_equal(tables[0][:, :2], tables[1][:, :2])  # image and category of every detection
     np.testing.assert_allclose(tables[0][:, 2:], tables[1][:, 2:], atol=1e-3)  # score, box
+
+
+def test_the_onnx_file_in_onnxruntime_gives_the_mindirs_figures_and_eval_pys(work, pseudo_gt, inferred, evaluated,
+                                                                               onnx_inferred):
+    eval_dir, _ = evaluated
+    coco = load_ground_truth(str(pseudo_gt), "coco", [])
+    figures = {}
+    for name, results in (("mindir", inferred / "result_Files"), ("onnx", onnx_inferred / "result_Files")):
+        post_dir = work / f"post_{name}"
+        post_dir.mkdir()
+        python("postprogress.py", f"--anno_path={pseudo_gt}", f"--result_path={results}", cwd=post_dir)
+        figures[name] = coco_eval(str(post_dir / "results.pkl.bbox.json"), coco, verbose=False)
+    from_eval = coco_eval(str(eval_dir / "results.pkl.bbox.json"), coco, verbose=False)
+    assert 0.3 < figures["onnx"][SUMMARY_NAMES[0]] < 0.95
+    for name in SUMMARY_NAMES:
+        assert abs(figures["onnx"][name] - figures["mindir"][name]) <= AP_TOLERANCE, name
+        assert abs(figures["onnx"][name] - from_eval[name]) <= AP_TOLERANCE, name
+
+
+def test_an_onnx_file_is_refused_by_the_ascend_app_in_one_line(work, reference_onnx):
+    anno = work / "coco" / "annotations" / "instances_val2017.json"
+    result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), reference_onnx,
+                  str(work / "coco" / "val2017"), str(anno), "0", "Ascend"], cwd=work, check=False)
+    assert result.returncode == 2 and "is an ONNX file" in result.stderr and "DEVICE_TARGET=CPU" in result.stderr
 
 
 def detection_table(records):

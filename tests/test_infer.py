@@ -22,9 +22,9 @@ from infer import (
     check_request,
     draw_record,
     evaluation_preprocessing,
+    exported_model,
     find_images,
     image_record,
-    mindir_model,
     picture_names,
     read_image_list,
     score_threshold,
@@ -181,15 +181,15 @@ def test_a_mindir_names_its_own_classes(tmp_path, capsys):
     mindir = mindir_header(tmp_path / "seven.mindir", facts)
     assert read_mindir(mindir) == ([(1, 3, H, W), (1, 4)], facts)
     # no classes given: the MINDIR's (and its keep_ratio), though the config's are COCO's 81
-    assert mindir_model(get_config([f"--mindir={mindir}"])) == ([(1, 3, H, W), (1, 4)], SEVEN, False)
+    assert exported_model(get_config([f"--mindir={mindir}"])) == (mindir, SEVEN, False)
     same = get_config([f"--mindir={mindir}", "--num_classes=7", f"--coco_classes={SEVEN}"])
-    assert mindir_model(same)[1] == SEVEN  # given and equal: fine
+    assert exported_model(same)[1] == SEVEN  # given and equal: fine
     other = get_config([f"--mindir={mindir}", "--num_classes=7", f"--coco_classes={SEVEN[:6] + ['cake']}"])
     with pytest.raises(ConfigError, match=r"--coco_classes \(7 names\) disagree with the 7 classes .*seven\.mindir "
-                                          r"was exported with \(class 6: 'cake' given, 'pizza' in the MINDIR\)"):
-        mindir_model(other)
+                                          r"was exported with \(class 6: 'cake' given, 'pizza' in the model\)"):
+        exported_model(other)
     with pytest.raises(ConfigError, match="--keep_ratio=True disagrees with .*keep_ratio=False"):
-        mindir_model(get_config([f"--mindir={mindir}", "--keep_ratio=True"]))
+        exported_model(get_config([f"--mindir={mindir}", "--keep_ratio=True"]))
     assert capsys.readouterr().err == ""
 
 
@@ -197,7 +197,7 @@ def test_an_older_mindir_takes_the_config_classes_with_a_warning(tmp_path, capsy
     mindir = mindir_header(tmp_path / "old.mindir")
     cfg = get_config([f"--mindir={mindir}"])
     assert read_mindir(mindir) == ([(1, 3, H, W), (1, 4)], None)
-    assert mindir_model(cfg) == ([(1, 3, H, W), (1, 4)], cfg.coco_classes, True)
+    assert exported_model(cfg) == (mindir, cfg.coco_classes, True)
     assert capsys.readouterr().err == (f"WARNING: {mindir} does not record its classes (exported before export.py "
                                        "wrote them): the 81 class names and keep_ratio come from the config "
                                        "(coco_classes of the default yaml)\n")
@@ -211,7 +211,7 @@ def test_an_older_mindir_takes_the_config_classes_with_a_warning(tmp_path, capsy
 ])
 def test_unreadable_model_facts_are_named(tmp_path, user_info, expected):
     mindir = mindir_header(tmp_path / "odd.mindir", user_info=user_info)
-    with pytest.raises(InferError, match=rf"odd\.mindir: its model facts \(user_info 'faster_rcnn_dcn'\) are not "
+    with pytest.raises(InferError, match=rf"odd\.mindir: its model facts \('faster_rcnn_dcn'\) are not "
                                          rf"export\.py's: {re.escape(expected)}"):
         read_mindir(mindir)
 
@@ -367,10 +367,24 @@ def test_the_exported_mindir_gives_the_same_detections(work, inferred, reference
 
 
 @pytest.mark.slow
+def test_the_exported_onnx_file_gives_the_same_detections_in_onnxruntime(work, inferred, reference_onnx):
+    python("infer.py", f"--onnx={reference_onnx}", f"--images={work / 'coco' / 'val2017'}", "--score_thr=0",
+           f"--detections_dir={work / 'out_onnx'}", cwd=work)  # its input size and classes: the ONNX file's
+    by_checkpoint = json.loads((inferred[0] / "detections.json").read_text())
+    by_onnx = json.loads((work / "out_onnx" / "detections.json").read_text())
+    assert [r["file"] for r in by_onnx] == [r["file"] for r in by_checkpoint]
+    for a, b in zip(by_checkpoint, by_onnx, strict=True):
+        assert len(a["scores"]) == len(b["scores"]) > 10
+        assert a["names"] == b["names"] and a["labels"] == b["labels"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=SCORE_TOLERANCE)
+        np.testing.assert_allclose(a["boxes"], b["boxes"], atol=BOX_TOLERANCE)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--images=/nowhere/*.jpg", "--checkpoint_path=x.ckpt"],
      "infer.py: error: no image file found (--images: /nowhere/*.jpg: a pattern that matches no file)"),
-    (["--images=a.jpg"], "infer.py: error: infer.py needs exactly one model: --checkpoint_path=CKPT or --mindir="),
+    (["--images=a.jpg"], "infer.py: error: infer.py needs exactly one model: --checkpoint_path=CKPT, --mindir="),
     (["--checkpoint_path=x.ckpt"], "infer.py: error: --images: give image files"),
 ])
 def test_nothing_to_do_is_one_clear_error(tmp_path, args, message):
