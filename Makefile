@@ -27,9 +27,9 @@ lint: setup
 # The demo: a synthetic data set (COCO layout, 6 COCO classes), training from scratch on the CPU with
 # demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
 # checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation
-# (postprogress.py); then the loss curve (src/plot_log.py) and the detections of a few val images drawn by infer.py.
+# (postprogress.py), the same for the ONNX export in onnxruntime; then the loss curve (src/plot_log.py) and the detections of a few val images drawn by infer.py.
 # Outputs in $(DEMO_DIR)/: data/, train/ (log, loss_0.log, save_ckpt/, loss_curve.png), eval/ (mAP.log,
-# per_class.csv), infer/ (*.mindir, acc.log), detections/ (detections.json, one PNG per image, log).
+# per_class.csv), infer/ (*.mindir, *.onnx, acc.log), infer_onnx/ (acc.log), detections/ (detections.json, one PNG per image, log).
 DEMO_DIR ?= demo_out
 DEMO_INFER_IMAGES ?= 6
 DEMO_TRAIN_IMAGES ?= 200
@@ -61,6 +61,13 @@ demo: setup
 	cd $(DEMO_ROOT)/infer && PYTHON=$(abspath $(PY)) GLOG_v=3 bash $(CURDIR)/scripts/run_infer_310.sh \
 		$(DEMO_ROOT)/infer/faster_rcnn_dcn.mindir $(DEMO_ROOT)/data/val2017 \
 		$(DEMO_ROOT)/data/annotations/instances_val2017.json 0 CPU --config_path=$(CURDIR)/demo_config.yaml
+	cd $(DEMO_ROOT)/infer && $(DEMO_RUN) $(CURDIR)/export.py --config_path=$(CURDIR)/demo_config.yaml \
+		--ckpt_file=$$(ls -t $(DEMO_ROOT)/train/save_ckpt/ckpt_0/faster_rcnn-*.ckpt | head -1) \
+		--file_format=ONNX --batch_size=1 --file_name=$(DEMO_ROOT)/infer/faster_rcnn_dcn 2>&1 | tee -a export.log
+	rm -rf $(DEMO_ROOT)/infer_onnx && mkdir -p $(DEMO_ROOT)/infer_onnx
+	cd $(DEMO_ROOT)/infer_onnx && PYTHON=$(abspath $(PY)) GLOG_v=3 bash $(CURDIR)/scripts/run_infer_310.sh \
+		$(DEMO_ROOT)/infer/faster_rcnn_dcn.onnx $(DEMO_ROOT)/data/val2017 \
+		$(DEMO_ROOT)/data/annotations/instances_val2017.json 0 CPU --config_path=$(CURDIR)/demo_config.yaml
 	$(DEMO_RUN) -m src.plot_log $(DEMO_ROOT)/train/log --out $(DEMO_ROOT)/train/loss_curve.png
 	rm -rf $(DEMO_ROOT)/detections && mkdir -p $(DEMO_ROOT)/detections
 	$(DEMO_RUN) $(CURDIR)/infer.py --config_path=$(CURDIR)/demo_config.yaml \
@@ -70,7 +77,7 @@ demo: setup
 	@echo "demo: loss curve in $(DEMO_ROOT)/train/loss_curve.png; the detections of $(DEMO_INFER_IMAGES) val images \
 		drawn by infer.py in $(DEMO_ROOT)/detections/ (detections.json, one PNG per image)"
 	@echo "demo: $$(grep -h '^Training done' $(DEMO_ROOT)/train/log)"
-	@echo "demo: AP50 on the synthetic val split: eval.py $$(grep -i 'IoU=0.50 ' $(DEMO_ROOT)/eval/log | head -1 | sed 's/.*= *//'), exported MINDIR $$(grep -i 'IoU=0.50 ' $(DEMO_ROOT)/infer/acc.log | head -1 | sed 's/.*= *//')"
+	@echo "demo: AP50 on the synthetic val split: eval.py $$(grep -i 'IoU=0.50 ' $(DEMO_ROOT)/eval/log | head -1 | sed 's/.*= *//'), exported MINDIR $$(grep -i 'IoU=0.50 ' $(DEMO_ROOT)/infer/acc.log | head -1 | sed 's/.*= *//'), ONNX in onnxruntime $$(grep -i 'IoU=0.50 ' $(DEMO_ROOT)/infer_onnx/acc.log | head -1 | sed 's/.*= *//')"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
