@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo lint clean
+.PHONY: setup test test-fast demo lint clean bench-torchvision-venv bench-vs-torchvision
 
 setup: $(STAMP)
 
@@ -23,6 +23,22 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# The torchvision reference of bench/bench_vs_torchvision.py in its own venv (torch 2.14.1 + torchvision 0.29.1,
+# ~5.5 GB; the project's venv keeps its torch 2.13.0), then the same-run comparison (default: 768x1280 and 256x384).
+TV_VENV := .venv-torchvision
+TV_STAMP := $(TV_VENV)/.installed
+BENCH_ARGS ?=
+
+bench-torchvision-venv: $(TV_STAMP)
+
+$(TV_STAMP): bench/requirements-torchvision.txt
+	test -x $(TV_VENV)/bin/python || $(PYTHON) -m venv $(TV_VENV)
+	$(TV_VENV)/bin/python -m pip install --quiet -r bench/requirements-torchvision.txt
+	touch $(TV_STAMP)
+
+bench-vs-torchvision: setup bench-torchvision-venv
+	GLOG_v=3 $(PY) bench/bench_vs_torchvision.py $(BENCH_ARGS)
 
 # The demo: a synthetic data set (COCO layout, 6 COCO classes), training from scratch on the CPU with
 # demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
