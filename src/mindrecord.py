@@ -203,9 +203,9 @@ def _progress(done: int, total: int, label: str, state: dict) -> None:
 
 @dataclass
 class LeftOut:
-    """What a conversion left out, for the evaluation to leave out of the ground truth too (degenerate boxes as
-    [image id, box index in the image], skipped image ids), and the first images with an EXIF orientation other
-    than 1, for the warning when the set is reused."""
+    """What a conversion left out, for the evaluation to say (degenerate boxes as [image id, box index in the
+    image]: they stay ground truth there) and to leave out (skipped image ids), and the first images with an EXIF
+    orientation other than 1, for the warning when the set is reused."""
 
     dropped_boxes: list[list[int]]
     skipped_images: list[int]

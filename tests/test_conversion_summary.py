@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from src.data_sources import ImageRecord
-from src.mindrecord import NAMED_IMAGES, ConversionSummary, _rows_to_write
+from src.mindrecord import NAMED_IMAGES, ConversionSummary, LeftOut, _rows_to_write
 
 BOX = np.array([[2, 2, 20, 20, 1, 0]], np.float64)
 
@@ -18,7 +18,7 @@ def test_skipped_images_are_named_in_the_summary_line(tmp_path):
     paths = [str(good), missing[0], str(broken), *missing[1:]]
     records = [ImageRecord(path, i, BOX, f"labels.txt:{i}") for i, path in enumerate(paths, start=1)]
     summary = ConversionSummary()
-    rows = list(_rows_to_write(records, True, True, 8, summary))
+    rows = list(_rows_to_write(records, True, True, 8, summary, LeftOut([], [], [])))
     assert [int(r["image_id"]) for r in rows] == [1]
     shown = ", ".join(missing[:NAMED_IMAGES])
     assert summary.line("FasterRcnn.mindrecord0").startswith(

@@ -5,6 +5,7 @@ The fidelity check: export.py writes the reference checkpoint (tests/reference_c
 recorded ones (tests/data/golden_384x640.npz) and this port's network's, with the tolerances of
 tests/data/FIDELITY.md (same label, IoU >= 0.99, |score difference| <= 1e-3, every detection matched).
 """
+import json
 import os
 import stat
 import sys
@@ -15,6 +16,7 @@ import onnx
 import pytest
 from mindspore import Tensor, nn, ops
 
+from src.deploy.model_facts import MODEL_FACTS_KEY
 from src.deploy.onnx_export import METADATA_KEYS, ONNX_REQUIREMENT, OUTPUT_NAMES, export_onnx
 from src.deploy.onnx_infer import ONNXRUNTIME_REQUIREMENT, onnx_detector
 from src.errors import InferError
@@ -81,9 +83,13 @@ def test_export_writes_only_the_model_with_the_networks_interface(exported):
     assert interface(model.graph.output) == [("boxes", onnx.TensorProto.FLOAT, [1, candidates, 5]),
                                              ("labels", onnx.TensorProto.INT32, [1, candidates, 1]),
                                              ("masks", onnx.TensorProto.BOOL, [1, candidates, 1])]
-    assert {p.key: p.value for p in model.metadata_props} == dict(
-        batch_size="1", img_height=str(height), img_width=str(width), num_classes=str(NUM_CLASSES),
-        rpn_max_num=str(RPN_MAX_NUM))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    facts = json.loads(metadata.pop(MODEL_FACTS_KEY))  # what infer.py --onnx names the classes from
+    assert metadata == dict(batch_size="1", img_height=str(height), img_width=str(width),
+                            num_classes=str(NUM_CLASSES), rpn_max_num=str(RPN_MAX_NUM))
+    assert facts == {"coco_classes": get_config([f"--config_path={os.path.join(ROOT, CONFIG_GPU)}"]).coco_classes,
+                     "num_classes": NUM_CLASSES, "img_height": height, "img_width": width, "keep_ratio": True,
+                     "batch_size": 1}
 
 
 @pytest.mark.slow
