@@ -188,7 +188,7 @@ def test_classes_that_disagree_with_the_mindir_are_refused(seven_mindir, images,
                   "--num_classes=7", f"--coco_classes={OTHER_NAMES}"], tmp_path)
     assert one_error(done, 2) == (f"infer.py: error: --coco_classes (7 names) disagree with the 7 classes "
                                   f"{seven_mindir} was exported with (class 6: 'cake' given, 'pizza' in the model); "
-                                  "leave them out to use the MINDIR's")
+                                  "leave them out to use the model's")
     assert os.listdir(tmp_path) == []
 
 
