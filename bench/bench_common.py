@@ -17,8 +17,8 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn
 
 from src.FasterRcnn import Kernels
+from src.infra.runtime import set_up_device
 from src.model_utils.config import get_config
-from src.runtime import set_up_device
 from tests.reference_ckpt import reference_params
 
 TOP_OPS = 10  # operator types listed by --profile

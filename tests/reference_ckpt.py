@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from src.fileio import atomic_path
+from src.infra.fileio import atomic_path
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 PARAMS_TSV = os.path.join(DATA_DIR, "original_params.tsv")

@@ -23,7 +23,7 @@ ENV = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
 def inputs(tmp_path_factory):
     """A small COCO-layout data set and the bad files of the cases, in a folder of their own."""
     root = tmp_path_factory.mktemp("inputs")
-    subprocess.run([sys.executable, "-m", "src.synthetic_data", "--out", str(root / "coco"), "--num_train", "2",
+    subprocess.run([sys.executable, "-m", "src.tools.synthetic_data", "--out", str(root / "coco"), "--num_train", "2",
                     "--num_val", "2", "--seed", "5"], cwd=ROOT, env=ENV, check=True, capture_output=True)
     (root / "mindrecord").mkdir()
     (root / "junk.ckpt").write_bytes(b"not a checkpoint")

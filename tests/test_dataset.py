@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from mindspore import dataset as de
 
+import src.data.mindrecord as mindrecord
 import src.dataset as dataset
-import src.mindrecord as mindrecord
-from src.data_sources import DataError
-from src.data_transforms import (
+from src.data.mindrecord import create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
+from src.data.sources import DataError
+from src.data.transforms import (
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
     ExpandDraw,
@@ -27,9 +28,8 @@ from src.data_transforms import (
     preprocess_train,
 )
 from src.dataset import create_fasterrcnn_dataset
-from src.mindrecord import create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
 from src.model_utils.config import ROOT, cap_workers, get_config
-from src.synthetic_data import main as make_synthetic
+from src.tools.synthetic_data import main as make_synthetic
 
 GOLDEN_DIR = os.path.join(ROOT, "tests", "data", "preprocess")
 TRAIN, EVAL = "FasterRcnn.mindrecord", "FasterRcnn_eval.mindrecord"
@@ -443,7 +443,7 @@ def test_killed_writer_leaves_nothing_accepted(synthetic, tmp_path):
     """A real kill (no clean-up code runs) in the middle of moving the files into place."""
     script = f"""
 import os, signal
-import src.mindrecord as mindrecord
+import src.data.mindrecord as mindrecord
 from src.model_utils.config import get_config
 real, count = os.replace, [0]
 def replace(src, dst):

@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 def _synthetic_data(tmp_path):
     data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "src.synthetic_data", "--out", str(data), "--num_train", "4",
+    subprocess.run([sys.executable, "-m", "src.tools.synthetic_data", "--out", str(data), "--num_train", "4",
                     "--num_val", "1", "--seed", "5"], cwd=ROOT, env=ENV, check=True, capture_output=True)
     (data / "mindrecord").mkdir()
     return data

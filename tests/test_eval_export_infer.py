@@ -1,4 +1,4 @@
-"""eval.py, export.py, the CPU inference flow (scripts/run_infer_310.sh -> src/mindir_infer.py) and postprogress.py
+"""eval.py, export.py, the CPU inference flow (scripts/run_infer_310.sh -> src/deploy/mindir_app.py) and postprogress.py
 on a 2-image COCO set at a small canvas, with the fidelity fixture's reference weights.
 
 Agreement: the COCO figures of eval.py and of the exported MINDIR + postprogress.py are compared against a
@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from mindspore import nn
 
+from src.checkpoint.detector import load_for_inference, match_checkpoint, read_checkpoint
+from src.deploy.mindir_app import read_raw_outputs
 from src.deploy.model_facts import read_mindir
-from src.errors import CheckpointError
+from src.evaluation.visualize import class_color, draw_detections
 from src.FasterRcnn import Kernels, build_infer_model, build_model
-from src.mindir_infer import read_raw_outputs
+from src.infra.errors import CheckpointError
 from src.model_utils.config import ROOT, get_config
-from src.network_checkpoint import load_for_inference, match_checkpoint, read_checkpoint
 from src.util import (
     SUMMARY_NAMES,
     coco_eval,
@@ -30,7 +31,6 @@ from src.util import (
     load_ground_truth,
     select_detections,
 )
-from src.visualize import class_color, draw_detections
 from tests.reference_ckpt import reference_params, write_reference_ckpt
 
 pytestmark = pytest.mark.slow  # eval.py, export.py and the inference script end to end

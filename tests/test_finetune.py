@@ -11,12 +11,12 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.errors import CheckpointError
+from src.engine.trainer import load_pretrained
 from src.FasterRcnn import Kernels, build_model
+from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
 from tests.reference_ckpt import reference_params
 from tests.test_train import HEIGHT, ROOT, TINY, WIDTH, _params, _train, data_root  # noqa: F401 (a fixture)
-from train import load_pretrained
 
 DEMO_CONFIG = f"--config_path={ROOT}/demo_config.yaml"
 CLASS_LAYERS = ["rcnn.cls_scores.weight", "rcnn.cls_scores.bias", "rcnn.reg_scores.weight", "rcnn.reg_scores.bias"]

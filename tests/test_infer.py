@@ -17,23 +17,22 @@ import pytest
 from mindspore.train import mind_ir_pb2
 from PIL import Image
 
-from infer import (
+from src.data.image_files import find_images, read_image_list
+from src.deploy.detect_images import (
     check_detections_dir,
     check_request,
     draw_record,
     evaluation_preprocessing,
-    find_images,
     image_record,
     mindir_model,
     picture_names,
-    read_image_list,
     score_threshold,
 )
 from src.deploy.model_facts import MODEL_FACTS_KEY, model_facts, read_mindir, record_model_facts
-from src.errors import ConfigError, InferError, OutputError, WriteError
-from src.evaluation import visualize_image
+from src.evaluation.evaluator import visualize_image
+from src.evaluation.visualize import class_color, draw_detections, save_png
+from src.infra.errors import ConfigError, InferError, OutputError, WriteError
 from src.model_utils.config import ROOT, get_config
-from src.visualize import class_color, draw_detections, save_png
 
 H, W = 128, 192  # small canvas (multiples of 32)
 SIZE_ARGS = [f"--img_height={H}", f"--img_width={W}"]

@@ -41,7 +41,7 @@ LOG_LINE = re.compile(r"^\d+ epoch: (\d+) step: (\d+) total_loss: (\S+)$")
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    subprocess.run([PYTHON, "-m", "src.synthetic_data", "--out", str(root), "--num_train", "4", "--num_val", "2",
+    subprocess.run([PYTHON, "-m", "src.tools.synthetic_data", "--out", str(root), "--num_train", "4", "--num_val", "2",
                     "--seed", "3"], cwd=ROOT, env=ENV, check=True, capture_output=True)
     (root / "mindrecord").mkdir()
     return root

@@ -1,5 +1,5 @@
 """COCO evaluation of a network on the evaluation set, shared by eval.py and the evaluation during training
-(src/eval_callback.py): the set (ground truth + MindRecord), the inference loop, the figures and the files.
+(src/engine/hooks.py): the set (ground truth + MindRecord), the inference loop, the figures and the files.
 
 Files written into one folder: `results.pkl.bbox.json` (COCO detection records), the accuracy log (`mAP.log`: one
 `<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class) and,
@@ -27,12 +27,13 @@ import numpy as np
 from mindspore import nn
 from pycocotools.coco import COCO
 
+from src.data.image_files import read_image_bgr
+from src.data.mindrecord import create_mindrecord, file_sha256, read_sidecar
 from src.dataset import create_fasterrcnn_dataset
-from src.errors import DataError, WriteError
-from src.fileio import write_json_atomic
-from src.image_files import read_image_bgr
-from src.mindrecord import create_mindrecord, file_sha256, read_sidecar
-from src.progress import Progress
+from src.evaluation.visualize import draw_detections, picture_for, save_png
+from src.infra.errors import DataError, WriteError
+from src.infra.fileio import write_json_atomic
+from src.infra.progress import Progress
 from src.util import (
     RESULTS_PREFIX,
     bbox2result_1image,
@@ -47,7 +48,6 @@ from src.util import (
     write_per_class,
     write_summary,
 )
-from src.visualize import draw_detections, picture_for, save_png
 
 MINDRECORD_PREFIX = "FasterRcnn_eval.mindrecord"
 ACCLOG_NAME = "mAP.log"

@@ -11,7 +11,7 @@ HEIGHT, WIDTH, NUM_GTS, PROPOSALS = 128, 192, 8, 24
 
 
 def tiny_train_args(data_root, mindrecord_dir, *extra: str) -> list[str]:
-    """train.py's arguments for `data_root` (a src.synthetic_data set): 128x192, from scratch, CPU, one data worker,
+    """train.py's arguments for `data_root` (a src.data.synthetic set): 128x192, from scratch, CPU, one data worker,
     every anchor and proposal sampled (nothing random to choose), no augmentation."""
     from src.model_utils.config import get_config  # noqa: PLC0415  (only where the arguments are built)
 
@@ -31,10 +31,10 @@ def tiny_train_args(data_root, mindrecord_dir, *extra: str) -> list[str]:
 
 
 def make_synthetic(folder, num_train: int = 4, num_val: int = 2, seed: int = 3) -> None:
-    """A COCO-layout synthetic data set in `folder` (src.synthetic_data)."""
-    subprocess.run([sys.executable, "-m", "src.synthetic_data", "--out", str(folder), "--num_train", str(num_train),
-                    "--num_val", str(num_val), "--seed", str(seed)], cwd=ROOT, env=ENV, check=True,
-                   capture_output=True)
+    """A COCO-layout synthetic data set in `folder` (src.data.synthetic)."""
+    subprocess.run([sys.executable, "-m", "src.tools.synthetic_data", "--out", str(folder),
+                    "--num_train", str(num_train), "--num_val", str(num_val), "--seed", str(seed)],
+                   cwd=ROOT, env=ENV, check=True, capture_output=True)
 
 
 def train_command() -> list[str]:
