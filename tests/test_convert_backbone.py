@@ -15,8 +15,6 @@ import contextlib
 import io
 import os
 import re
-import subprocess
-import sys
 
 import mindspore as ms
 import numpy as np
@@ -31,6 +29,7 @@ from src.engine.trainer import load_pretrained
 from src.FasterRcnn import Kernels, build_model
 from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
+from tests.helpers.processes import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -225,6 +224,5 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.slow  # a subprocess
 def test_importing_the_converter_does_not_import_torch():
     code = "import sys, src.checkpoint.from_torchvision; sys.exit('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, GLOG_v="3"),
-                          capture_output=True, text=True, timeout=300)
+    done = run_script(f"-c {code}", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.helpers.processes import ENV, ROOT, error_lines, run_script, small_filesystem, snapshot
-from tests.reference_ckpt import write_reference_ckpt
+from tests.helpers.reference_ckpt import write_reference_ckpt
 
 pytestmark = pytest.mark.slow  # every case is a process of its own
 

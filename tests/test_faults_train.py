@@ -16,7 +16,7 @@ import pytest
 from mindspore import nn
 
 from tests.helpers.processes import ENV, ROOT, error_lines, run_script, small_filesystem, snapshot
-from tests.helpers.training import make_synthetic, tiny_train_args, train_command, with_sigint_default
+from tests.helpers.training import tiny_train_args, train_command, with_sigint_default
 
 pytestmark = pytest.mark.slow  # train.py end to end in subprocesses
 
@@ -24,13 +24,6 @@ LOSS_LINE = re.compile(r"^\d+ epoch: (\d+) step: (\d+) total_loss: (\S+)$")
 # A process that takes train.py's lock on a folder and waits (killed with -9 below: the lock file stays behind).
 HOLD = ("import sys, time; from src.infra.run_lock import hold_folder; "
         "hold_folder(sys.argv[1], 'train-rank0', 'train.py'); print('held', flush=True); time.sleep(600)")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic(root)
-    return root
 
 
 def _wait_for(predicate, process, timeout=300, what=""):

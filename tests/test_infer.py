@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import cv2
@@ -33,6 +31,7 @@ from src.evaluation.evaluator import visualize_image
 from src.evaluation.visualize import class_color, draw_detections, save_png
 from src.infra.errors import ConfigError, InferError, OutputError, WriteError
 from src.model_utils.config import ROOT, get_config
+from tests.helpers.processes import run_script
 
 H, W = 128, 192  # small canvas (multiples of 32)
 SIZE_ARGS = [f"--img_height={H}", f"--img_width={W}"]
@@ -43,12 +42,7 @@ SCORE_TOLERANCE = 1e-4  # infer.py writes 5 decimals
 
 
 def python(script, *args, cwd, check=True):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, env=ENV,
-                            capture_output=True, text=True, check=False, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                             f"{result.stderr[-3000:]}")
-    return result
+    return run_script(script, args, cwd=cwd, check=check, timeout=900)
 
 
 # ---------------------------------------------------------------------------------------------------------------
