@@ -324,7 +324,19 @@ class PendingCheckpoint:
         self.final = None
 
 
-class AtomicCheckpoint(Callback):
+class GuardedCallback(Callback):
+    """A callback whose checkpoint waits in a `PendingCheckpoint` until `guard` (LossCallBack's DivergenceGuard;
+    default: a NaN/Inf guard of the callback's own) accepts the next step; `initial_step`: the global step this
+    Model.train call starts from (resume)."""
+
+    def __init__(self, initial_step: int = 0, guard: DivergenceGuard | None = None):
+        super().__init__()
+        self.initial_step = initial_step
+        self._pending = PendingCheckpoint(guard)
+        self.guard = self._pending.guard
+
+
+class AtomicCheckpoint(GuardedCallback):
     """Save the training cell every `save_checkpoint_steps` steps and at the end, atomically, and only states whose
     weights `guard` accepted.
 
@@ -342,20 +354,14 @@ class AtomicCheckpoint(Callback):
     def __init__(self, directory: str, save_checkpoint_steps: int, keep_checkpoint_max: int,
                  prefix: str = CHECKPOINT_PREFIX, initial_step: int = 0, guard: DivergenceGuard | None = None,
                  stop: StopOnSignal | None = None):
-        super().__init__()
         if save_checkpoint_steps <= 0:
             raise ValueError(f"save_checkpoint_steps must be positive, got {save_checkpoint_steps}")
         if keep_checkpoint_max <= 0:
             raise ValueError(f"keep_checkpoint_max must be positive, got {keep_checkpoint_max}")
-        self.directory = directory
-        self.save_checkpoint_steps = save_checkpoint_steps
-        self.keep_checkpoint_max = keep_checkpoint_max
-        self.prefix = prefix
-        self.initial_step = initial_step
-        self._pending = PendingCheckpoint(guard)
-        self.guard = self._pending.guard
-        self.latest: str | None = None
-        self.stop = stop
+        super().__init__(initial_step, guard)
+        self.directory, self.prefix, self.stop = directory, prefix, stop
+        self.save_checkpoint_steps, self.keep_checkpoint_max = save_checkpoint_steps, keep_checkpoint_max
+        self.latest: str | None = None  # the newest checkpoint that took its name
         self._last_written_step: int | None = None
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, f".{prefix}-*{PENDING_SUFFIX}")):
@@ -420,7 +426,7 @@ def best_ap_of(path: str) -> float:
     return float(entry.asnumpy().reshape(-1)[0]) if entry is not None else -math.inf
 
 
-class EvalCallback(Callback):
+class EvalCallback(GuardedCallback):
     """Every `interval` epochs (epoch numbers of the whole run, so a resumed run keeps the rhythm): figures =
     `evaluate(training cell)`, a line in `log_path`, and `best_path` rewritten when the AP beats `best_ap`
     (ties keep the earlier epoch), through a PendingCheckpoint promoted when `guard` accepts the next step (or at
@@ -430,17 +436,14 @@ class EvalCallback(Callback):
 
     def __init__(self, evaluate: Evaluate, interval: int, log_path: str, best_path: str,
                  best_ap: float = -math.inf, initial_step: int = 0, guard: DivergenceGuard | None = None):
-        super().__init__()
         if interval <= 0:
             raise ValueError(f"interval must be a positive number of epochs, got {interval}")
+        super().__init__(initial_step, guard)
         self.evaluate = evaluate
         self.interval = interval
         self.log_path = log_path
         self.best_path = best_path
         self.best_ap = best_ap
-        self.initial_step = initial_step
-        self._pending = PendingCheckpoint(guard)
-        self.guard = self._pending.guard
         self._pending_ap = -math.inf
         self._start = time.time()
 
