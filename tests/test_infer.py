@@ -27,7 +27,7 @@ from src.deploy.detect_images import (
     score_threshold,
 )
 from src.deploy.model_facts import MODEL_FACTS_KEY, model_facts, read_mindir, record_model_facts
-from src.evaluation.evaluator import visualize_image
+from src.evaluation.evaluator import EvaluationSettings, visualize_image
 from src.evaluation.visualize import class_color, draw_detections, save_png
 from src.infra.errors import ConfigError, InferError, OutputError, WriteError
 from src.model_utils.config import ROOT, get_config
@@ -214,14 +214,14 @@ def test_eval_pictures_never_replace_a_file_they_did_not_write(tmp_path):
     folder.mkdir()
     (folder / "7.png").write_bytes(b"an earlier run's picture")
     (folder / "7-2.png").write_bytes(b"another one")
-    cfg = get_config([]).replace(dataset="txt", image_dir=str(tmp_path / "none"))
+    settings = EvaluationSettings.from_config(get_config([]).replace(dataset="txt", image_dir=str(tmp_path / "none")))
     meta = np.float32([H, W, 1, 1])
     image = np.zeros((3, H, W), np.float32)
     boxes, labels = np.float32([[10, 10, 50, 40, 0.9]]), np.array([0])
     coco = SimpleNamespace(imgs={})  # no source file: drawn on the network input
     for _ in range(2):  # an evaluation during training redraws the same image: its own picture, in place
-        visualize_image(cfg, coco, str(folder), image, meta, 7, boxes, labels)
-        visualize_image(cfg, coco, str(folder), image, meta, 8, boxes, labels)
+        visualize_image(settings, coco, str(folder), image, meta, 7, boxes, labels)
+        visualize_image(settings, coco, str(folder), image, meta, 8, boxes, labels)
     assert sorted(os.listdir(folder)) == ["7-2.png", "7-3.png", "7.png", "8.png"]
     assert (folder / "7.png").read_bytes() == b"an earlier run's picture"
     assert (folder / "7-2.png").read_bytes() == b"another one"
