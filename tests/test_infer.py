@@ -21,8 +21,8 @@ from src.deploy.detect_images import (
     check_request,
     draw_record,
     evaluation_preprocessing,
+    exported_model,
     image_record,
-    mindir_model,
     picture_names,
     score_threshold,
 )
@@ -174,15 +174,15 @@ def test_a_mindir_names_its_own_classes(tmp_path, capsys):
     mindir = mindir_header(tmp_path / "seven.mindir", facts)
     assert read_mindir(mindir) == ([(1, 3, H, W), (1, 4)], facts)
     # no classes given: the MINDIR's (and its keep_ratio), though the config's are COCO's 81
-    assert mindir_model(get_config([f"--mindir={mindir}"])) == ([(1, 3, H, W), (1, 4)], SEVEN, False)
+    assert exported_model(get_config([f"--mindir={mindir}"])) == (mindir, SEVEN, False)
     same = get_config([f"--mindir={mindir}", "--num_classes=7", f"--coco_classes={SEVEN}"])
-    assert mindir_model(same)[1] == SEVEN  # given and equal: fine
+    assert exported_model(same)[1] == SEVEN  # given and equal: fine
     other = get_config([f"--mindir={mindir}", "--num_classes=7", f"--coco_classes={SEVEN[:6] + ['cake']}"])
     with pytest.raises(ConfigError, match=r"--coco_classes \(7 names\) disagree with the 7 classes .*seven\.mindir "
-                                          r"was exported with \(class 6: 'cake' given, 'pizza' in the MINDIR\)"):
-        mindir_model(other)
+                                          r"was exported with \(class 6: 'cake' given, 'pizza' in the model\)"):
+        exported_model(other)
     with pytest.raises(ConfigError, match="--keep_ratio=True disagrees with .*keep_ratio=False"):
-        mindir_model(get_config([f"--mindir={mindir}", "--keep_ratio=True"]))
+        exported_model(get_config([f"--mindir={mindir}", "--keep_ratio=True"]))
     assert capsys.readouterr().err == ""
 
 
@@ -190,7 +190,7 @@ def test_an_older_mindir_takes_the_config_classes_with_a_warning(tmp_path, capsy
     mindir = mindir_header(tmp_path / "old.mindir")
     cfg = get_config([f"--mindir={mindir}"])
     assert read_mindir(mindir) == ([(1, 3, H, W), (1, 4)], None)
-    assert mindir_model(cfg) == ([(1, 3, H, W), (1, 4)], cfg.coco_classes, True)
+    assert exported_model(cfg) == (mindir, cfg.coco_classes, True)
     assert capsys.readouterr().err == (f"WARNING: {mindir} does not record its classes (exported before export.py "
                                        "wrote them): the 81 class names and keep_ratio come from the config "
                                        "(coco_classes of the default yaml)\n")
@@ -204,7 +204,7 @@ def test_an_older_mindir_takes_the_config_classes_with_a_warning(tmp_path, capsy
 ])
 def test_unreadable_model_facts_are_named(tmp_path, user_info, expected):
     mindir = mindir_header(tmp_path / "odd.mindir", user_info=user_info)
-    with pytest.raises(InferError, match=rf"odd\.mindir: its model facts \(user_info 'faster_rcnn_dcn'\) are not "
+    with pytest.raises(InferError, match=rf"odd\.mindir: its model facts \('faster_rcnn_dcn'\) are not "
                                          rf"export\.py's: {re.escape(expected)}"):
         read_mindir(mindir)
 
