@@ -162,7 +162,7 @@ def test_checkpoint_reload_gives_the_same_outputs(uninterrupted):
     for seed in (5, 6):
         ms.set_seed(seed)
         net = build_model(cfg, kernels=Kernels.CPU)
-        net.setrun_train(False)
+        net.set_train(False)
         not_loaded, _ = ms.load_param_into_net(net, ckpt, strict_load=True)
         assert not_loaded == []
         outputs.append([o.asnumpy() for o in net(img, metas, None, None, None)])
