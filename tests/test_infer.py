@@ -363,7 +363,7 @@ def test_the_exported_mindir_gives_the_same_detections(work, inferred, reference
 @pytest.mark.parametrize("args, message", [
     (["--images=/nowhere/*.jpg", "--checkpoint_path=x.ckpt"],
      "infer.py: error: no image file found (--images: /nowhere/*.jpg: a pattern that matches no file)"),
-    (["--images=a.jpg"], "infer.py: error: infer.py needs exactly one model: --checkpoint_path=CKPT or --mindir="),
+    (["--images=a.jpg"], "infer.py: error: infer.py needs exactly one model: --checkpoint_path=CKPT, --mindir="),
     (["--checkpoint_path=x.ckpt"], "infer.py: error: --images: give image files"),
 ])
 def test_nothing_to_do_is_one_clear_error(tmp_path, args, message):
