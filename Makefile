@@ -43,7 +43,8 @@ bench-vs-torchvision: setup bench-torchvision-venv
 # The demo: a synthetic data set (COCO layout, 6 COCO classes), training from scratch on the CPU with
 # demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
 # checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation
-# (postprogress.py), the same for the ONNX export in onnxruntime; then the loss curve (src/plot_log.py) and the detections of a few val images drawn by infer.py.
+# (postprogress.py), the same for the ONNX export in onnxruntime; then the loss curve (src/tools/plot_log.py) and the
+# detections of a few val images drawn by infer.py.
 # Outputs in $(DEMO_DIR)/: data/, train/ (log, loss_0.log, save_ckpt/, loss_curve.png), eval/ (mAP.log,
 # per_class.csv), infer/ (*.mindir, *.onnx, acc.log), infer_onnx/ (acc.log), detections/ (detections.json, one PNG per image, log).
 DEMO_DIR ?= demo_out
@@ -59,7 +60,7 @@ demo: SHELL := /bin/bash
 demo: .SHELLFLAGS := -o pipefail -c
 demo: setup
 	test -f $(DEMO_ROOT)/data/annotations/instances_val2017.json || \
-		$(PY) -m src.synthetic_data --out $(DEMO_ROOT)/data --num_train $(DEMO_TRAIN_IMAGES) \
+		$(PY) -m src.tools.synthetic_data --out $(DEMO_ROOT)/data --num_train $(DEMO_TRAIN_IMAGES) \
 			--num_val $(DEMO_VAL_IMAGES) --seed $(DEMO_SEED)
 	rm -rf $(DEMO_ROOT)/train $(DEMO_ROOT)/eval
 	mkdir -p $(DEMO_ROOT)/train $(DEMO_ROOT)/eval $(DEMO_ROOT)/data/mindrecord
@@ -84,7 +85,7 @@ demo: setup
 	cd $(DEMO_ROOT)/infer_onnx && PYTHON=$(abspath $(PY)) GLOG_v=3 bash $(CURDIR)/scripts/run_infer_310.sh \
 		$(DEMO_ROOT)/infer/faster_rcnn_dcn.onnx $(DEMO_ROOT)/data/val2017 \
 		$(DEMO_ROOT)/data/annotations/instances_val2017.json 0 CPU --config_path=$(CURDIR)/demo_config.yaml
-	$(DEMO_RUN) -m src.plot_log $(DEMO_ROOT)/train/log --out $(DEMO_ROOT)/train/loss_curve.png
+	$(DEMO_RUN) -m src.tools.plot_log $(DEMO_ROOT)/train/log --out $(DEMO_ROOT)/train/loss_curve.png
 	rm -rf $(DEMO_ROOT)/detections && mkdir -p $(DEMO_ROOT)/detections
 	$(DEMO_RUN) $(CURDIR)/infer.py --config_path=$(CURDIR)/demo_config.yaml \
 		--checkpoint_path=$$(ls -t $(DEMO_ROOT)/train/save_ckpt/ckpt_0/faster_rcnn-*.ckpt | head -1) \

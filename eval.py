@@ -6,20 +6,20 @@
 Writes, next to the accuracy log (`./mAP.log`, the original's): `results.pkl.bbox.json` (COCO detection
 records), `per_class.csv` (AP and AP50 per class) and, with --visualize N, `visualize/<image id>.png` for the
 first N images. Prints the standard 12-line COCO summary and the per-class table; mAP.log gets one
-`<figure> = <value>` line per figure. The evaluation itself is src/evaluation.py's (train.py --run_eval runs it too).
-The output folder is checked (writable, FASTER_RCNN_MIN_FREE_MB free) and held against a second eval.py before the
-network is built.
+`<figure> = <value>` line per figure. The evaluation itself is src/evaluation/evaluator.py's (train.py --run_eval runs
+it too). The output folder is checked (writable, FASTER_RCNN_MIN_FREE_MB free) and held against a second eval.py
+before the network is built.
 """
 from __future__ import annotations
 
 import os
 import sys
 
-from src.errors import CheckpointError
-from src.evaluation import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
-from src.fileio import check_output_dir
-from src.run_lock import hold_folder
-from src.runtime import device_id, load_inference_network, run_job, set_up_device
+from src.evaluation.evaluator import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
+from src.infra.errors import CheckpointError
+from src.infra.fileio import check_output_dir
+from src.infra.run_lock import hold_folder
+from src.infra.runtime import device_id, load_inference_network, run_job, set_up_device
 from src.util import load_ground_truth
 
 

@@ -14,9 +14,9 @@ import sys
 
 from pycocotools.coco import COCO
 
-from src.errors import DataError
-from src.mindir_infer import read_raw_outputs
-from src.runtime import run_job
+from src.deploy.mindir_app import read_raw_outputs
+from src.infra.errors import DataError
+from src.infra.runtime import run_job
 from src.util import (
     RESULTS_PREFIX,
     bbox2result_1image,

@@ -17,9 +17,9 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn
 
 from src.FasterRcnn import Kernels
+from src.infra.runtime import set_up_device
 from src.model_utils.config import get_config
-from src.runtime import set_up_device
-from tests.reference_ckpt import reference_params
+from tests.helpers.reference_ckpt import reference_params
 
 TOP_OPS = 10  # operator types listed by --profile
 NETWORK_IMG_HEIGHT, NETWORK_IMG_WIDTH = 768, 1280  # default image size of the whole-network benchmarks
@@ -66,8 +66,8 @@ def bench_config(args: argparse.Namespace, **overrides):
 
 
 def load_reference_weights(net: nn.Cell, prefix: str = "") -> None:
-    """Load the fidelity fixture's reference weights (tests/reference_ckpt.py) strictly, names prefixed; a network
-    of other shapes (a --config_path with another head size) keeps its own initialisation."""
+    """Load the fidelity fixture's reference weights (tests/helpers/reference_ckpt.py) strictly, names prefixed; a
+    network of other shapes (a --config_path with another head size) keeps its own initialisation."""
     reference = reference_params()
     shapes = {p.name: tuple(p.shape) for p in net.get_parameters()}
     if any(shapes.get(prefix + k, v.shape) != v.shape for k, v in reference.items()):

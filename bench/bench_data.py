@@ -18,10 +18,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import peak_rss_mb, print_table  # noqa: E402
+from src.data.mindrecord import create_mindrecord  # noqa: E402
+from src.data.synthetic import generate  # noqa: E402
 from src.dataset import create_fasterrcnn_dataset  # noqa: E402
-from src.mindrecord import create_mindrecord  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
-from src.synthetic_data import generate  # noqa: E402
 
 PREFIX = "FasterRcnn.mindrecord"
 SEED = 0

@@ -28,9 +28,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench.bench_common import print_table  # noqa: E402
+from src.data.synthetic import generate  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
-from src.synthetic_data import generate  # noqa: E402
-from tests.reference_ckpt import write_reference_ckpt  # noqa: E402
+from tests.helpers.reference_ckpt import write_reference_ckpt  # noqa: E402
 
 SEED = 0
 ITER_LINE = re.compile(r"^Iter (\d+) cost time ([0-9.]+)")

@@ -37,7 +37,7 @@ from bench.bench_common import (  # noqa: E402
     profile_top_ops,
     time_calls,
 )
-from export import export_network  # noqa: E402
+from src.deploy.export import export_network  # noqa: E402
 from src.deploy.onnx_infer import onnx_detector  # noqa: E402
 from src.FasterRcnn import Kernels, build_infer_model  # noqa: E402
 
@@ -88,8 +88,8 @@ def call_rows(timing: Timing, batch_size: int) -> list[tuple[str, str]]:
 
 
 def bench_mindir(net, cfg, img, metas, net_masks, args) -> dict:
-    """Export `net`'s weights with export.py's `export_network` and run the MINDIR through GraphCell; prints a
-    table, returns the json fields."""
+    """Export `net`'s weights with `export_network` (src/deploy/export.py) and run the MINDIR through GraphCell;
+    prints a table, returns the json fields."""
     with tempfile.TemporaryDirectory(prefix="bench_mindir_") as folder:
         path, export_s, size_mb = export_weights(net, cfg, folder, "MINDIR", args.batch_size)
         start = time.perf_counter()
@@ -114,7 +114,8 @@ def bench_mindir(net, cfg, img, metas, net_masks, args) -> dict:
 
 
 def export_weights(net, cfg, folder: str, file_format: str, batch_size: int) -> tuple[str, float, float]:
-    """`net`'s weights exported by export.py's `export_network` into `folder` -> (path, seconds, size in MB)."""
+    """`net`'s weights exported by `export_network` (src/deploy/export.py) into `folder` -> (path, seconds, size
+    in MB)."""
     weights = os.path.join(folder, "weights.ckpt")
     # the weights just timed, under a training checkpoint's names (the wrapper's `network.` prefix removed)
     ms.save_checkpoint([{"name": p.name.removeprefix("network."), "data": p} for p in net.get_parameters()], weights)
@@ -125,8 +126,8 @@ def export_weights(net, cfg, folder: str, file_format: str, batch_size: int) -> 
 
 
 def bench_onnx(net, cfg, img, metas, net_masks, args) -> dict:
-    """Export `net`'s weights to ONNX with export.py's `export_network` and time onnxruntime (CPU) on it; prints a
-    table, returns the json fields."""
+    """Export `net`'s weights to ONNX with `export_network` (src/deploy/export.py) and time onnxruntime (CPU)
+    on it; prints a table, returns the json fields."""
     with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:
         path, export_s, size_mb = export_weights(net, cfg, folder, "ONNX", args.batch_size)
         start = time.perf_counter()

@@ -31,8 +31,8 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 
 from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3  # noqa: E402
 from src.FasterRcnn.dcn_v2 import KERNEL_SIZE, NUM_TAPS, deform_conv2d_edge_clamped  # noqa: E402
-from tests.grad_steps import DcnGradStep, RoIAlignGradStep  # noqa: E402
-from tests.roi_align_reference import AllLevelsThenSelect  # noqa: E402
+from tests.helpers.grad_steps import DcnGradStep, RoIAlignGradStep  # noqa: E402
+from tests.helpers.roi_align_reference import AllLevelsThenSelect  # noqa: E402
 
 BATCH = 2
 FPN_CHANNELS = 256

@@ -3,7 +3,7 @@
 #   Ascend (default): builds and runs the C++ app ascend310_infer/ (needs the Ascend toolkit and MindSpore Ascend;
 #                     the MINDIR must be exported with --batch_size=1).
 #   CPU / GPU:        runs the same MINDIR through MindSpore's Python runtime, or export.py's ONNX file (*.onnx)
-#                     through onnxruntime on the CPU (src/mindir_infer.py).
+#                     through onnxruntime on the CPU (src/deploy/mindir_app.py).
 # Outputs in the current folder: result_Files/<image>_{0,1,2}.bin, time_Result/test_perform_static.txt,
 # build.log (Ascend), infer.log, acc.log (the COCO summary). Extra --key=value arguments go to postprogress.py
 # (e.g. --config_path=... for another class list, --dataset=txt for a TXT label file).
@@ -58,7 +58,7 @@ if [ "$DEVICE_TARGET" == "Ascend" ]; then
         --result_path=./result_Files --time_path=./time_Result &> infer.log
 else
     echo "running inference with MindSpore's Python runtime on $DEVICE_TARGET (infer.log)"
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m src.mindir_infer --mindir_path="$MODEL" \
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m src.tools.mindir_infer --mindir_path="$MODEL" \
         --dataset_path="$DATA_PATH" --device_target="$DEVICE_TARGET" --device_id="$DEVICE_ID" \
         --result_path=./result_Files --time_path=./time_Result &> infer.log
 fi

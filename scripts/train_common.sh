@@ -31,7 +31,7 @@ check_count() {  # check_count MIN MAX
 # check_device TARGET: fail now, not in the background run's log, when this MindSpore cannot run TARGET.
 check_device() {
     local message
-    message=$(cd "$ROOT" && GLOG_v=3 "$PYTHON" -m src.runtime "$1" 2>&1 >/dev/null) || die "${message##*error: }"
+    message=$(cd "$ROOT" && GLOG_v=3 "$PYTHON" -m src.tools.check_device "$1" 2>&1 >/dev/null) || die "${message##*error: }"
 }
 
 get_real_path() {

@@ -1,4 +1,4 @@
-"""The MindRecord -> training / evaluation pipelines (the MindRecord itself: src/mindrecord.py).
+"""The MindRecord -> training / evaluation pipelines (the MindRecord itself: src/data/mindrecord.py).
 
 Batched with a leading batch dimension B:
 - training rows: `image` (B, 3, H, W) f32, `image_shape` (B, 3) [H, W, 1.0], `box` (B, G, 4) f32 (x1, y1, x2,
@@ -8,7 +8,7 @@ Batched with a leading batch dimension B:
   source pixels, plus `image_id` (B,) int64. Rows follow the MindRecord's order (the json's `getImgIds()` order);
   the last batch is completed with repeats of the first rows carrying `image_id` -1, so no image is lost to
   `drop_remainder` and consumers skip rows whose `image_id` is negative.
-H x W = cfg.img_height x cfg.img_width; G = cfg.num_gts. The per-image work is in `src/data_transforms.py`.
+H x W = cfg.img_height x cfg.img_width; G = cfg.num_gts. The per-image work is in `src/data/transforms.py`.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import mindspore.dataset as de
 import numpy as np
 from mindspore.dataset import vision
 
-from src.data_transforms import EvalPreprocess, PreprocessSettings, TrainPreprocess
-from src.errors import DataError
-from src.mindrecord import is_mindrecord_complete
+from src.data.mindrecord import is_mindrecord_complete
+from src.data.transforms import EvalPreprocess, PreprocessSettings, TrainPreprocess
+from src.infra.errors import DataError
 from src.model_utils.config import cap_workers, warn
 
 PREFETCH_ROWS = 8           # the original's dataset prefetch size

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from src.errors import ConfigError, DataError
+from src.infra.errors import ConfigError, DataError
 from src.model_utils.config import Config, warn
 
 

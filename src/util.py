@@ -26,9 +26,9 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from src.data_sources import txt_to_coco_dict
-from src.errors import DataError
-from src.fileio import write_json_atomic, write_text_atomic
+from src.data.sources import txt_to_coco_dict
+from src.infra.errors import DataError
+from src.infra.fileio import write_json_atomic, write_text_atomic
 
 # The 12 lines of COCOeval.summarize() for bbox, in the order of `COCOeval.stats`; also the keys of mAP.log.
 SUMMARY_NAMES = (

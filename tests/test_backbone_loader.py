@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from src.backbone_loader import check_backbone_coverage, load_backbone_pretrained
-from src.errors import CheckpointError
+from src.checkpoint.backbone import check_backbone_coverage, load_backbone_pretrained
 from src.FasterRcnn.resnet import ResNetFea
 from src.FasterRcnn.settings import Kernels
+from src.infra.errors import CheckpointError
 
 LAYERS, IN_CH, OUT_CH = [2, 2, 2, 1], [8, 16, 32, 64], [16, 32, 64, 128]
 NUM_CLASSES = 10

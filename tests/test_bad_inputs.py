@@ -5,13 +5,12 @@ written: the working folder stays empty and the inputs are unchanged.
 Each case is a real process (the launchers and `python <script>.py` as users run them); all fail before any network
 is built, so each takes the interpreter's start-up and MindSpore's import (~2 s).
 """
-import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers.processes import run_script, snapshot
 
 pytestmark = pytest.mark.slow  # every case is a process of its own
 
@@ -20,11 +19,10 @@ ENV = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(synthetic_data, tmp_path_factory):
     """A small COCO-layout data set and the bad files of the cases, in a folder of their own."""
     root = tmp_path_factory.mktemp("inputs")
-    subprocess.run([sys.executable, "-m", "src.synthetic_data", "--out", str(root / "coco"), "--num_train", "2",
-                    "--num_val", "2", "--seed", "5"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    synthetic_data(root / "coco", num_train=2, num_val=2, seed=5)
     (root / "mindrecord").mkdir()
     (root / "junk.ckpt").write_bytes(b"not a checkpoint")
     (root / "truncated.json").write_text('{"images": [{"id": 1, "file_name": "a.jpg"')
@@ -35,23 +33,12 @@ def inputs(tmp_path_factory):
     return root
 
 
-def snapshot(folder) -> dict:
-    """Path -> (size, mtime, sha256) of every file under `folder`."""
-    files = {}
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                files[path] = (os.path.getsize(path), os.stat(path).st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
-    return files
-
-
 def python(script):
-    return [sys.executable, os.path.join(ROOT, script)]
+    return script  # run_script runs `python <ROOT>/<script>`
 
 
 def launcher(name):
-    return ["bash", os.path.join(ROOT, "scripts", name)]
+    return f"scripts/{name}"  # run_script runs `bash <ROOT>/scripts/<name>`
 
 
 VAL = "{in}/coco/annotations/instances_val2017.json"
@@ -138,14 +125,14 @@ CASES = [
 
 def _case_id(case):
     command, args, _, start, _ = case
-    return f"{os.path.basename(command[-1])}:{' '.join(a.split('/')[-1] for a in args)}"
+    return f"{os.path.basename(command)}:{' '.join(a.split('/')[-1] for a in args)}"
 
 
 @pytest.mark.parametrize("command, args, status, start, detail", CASES, ids=[_case_id(c) for c in CASES])
 def test_a_bad_input_is_one_line_and_changes_nothing(inputs, tmp_path, command, args, status, start, detail):
     before = snapshot(inputs)
     args = [a.replace("{in}", str(inputs)) for a in args]
-    done = subprocess.run(command + args, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    done = run_script(command, args, cwd=tmp_path, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == status, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
@@ -157,7 +144,6 @@ def test_a_bad_input_is_one_line_and_changes_nothing(inputs, tmp_path, command, 
 
 
 def test_debug_gives_the_traceback(tmp_path):
-    done = subprocess.run(python("train.py") + ["--img_width=200", "--debug=True"], cwd=tmp_path, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    done = run_script("train.py", ["--img_width=200", "--debug=True"], cwd=tmp_path, timeout=300)
     assert done.returncode == 1 and "Traceback" in done.stderr
     assert done.stderr.strip().splitlines()[-1].endswith("img_width=200: the network needs a positive multiple of 32")

@@ -12,7 +12,7 @@ from src.FasterRcnn.bbox_assign_sample import BboxAssignSample, MaxIoUAssignRand
 from src.FasterRcnn.bbox_assign_sample_stage2 import BboxAssignSampleForRcnn
 from src.FasterRcnn.settings import AnchorSettings, AssignerSettings
 from src.model_utils.config import get_config
-from tests.test_box_ops import np_encode, np_iou
+from tests.helpers.box_reference import np_encode, np_inside, np_iou, ref_assign
 
 RPN_THRESHOLDS = dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3)
 
@@ -23,30 +23,9 @@ def cfg():
     return get_config([], img_height=128, img_width=192)
 
 
-def ref_assign(gts, gt_valids, boxes, valid, pos_iou_thr, neg_iou_thr, min_pos_iou):
-    """The original's assignment, step by step (with its loop over gts): -1 ignore, 0 negative, j + 1 gt j."""
-    gts = np.where(gt_valids[:, None], gts, -1.0).astype(np.float32)
-    boxes = np.where(valid[:, None], boxes, -2.0).astype(np.float32)
-    overlaps = np_iou(boxes, gts)
-    best_iou, best_gt = overlaps.max(0), overlaps.argmax(0)
-    gt_max = overlaps.max(1)
-    assigned = np.full(len(boxes), -1, np.int64)
-    assigned[(best_iou >= 0) & (best_iou < neg_iou_thr)] = 0
-    assigned[best_iou >= pos_iou_thr] = best_gt[best_iou >= pos_iou_thr] + 1
-    for j in range(len(gts)):
-        if gt_max[j] >= min_pos_iou:
-            assigned[overlaps[j] == gt_max[j]] = j + 1
-    assigned[~valid] = -1
-    return assigned
-
-
 def core_assign(core, gts, gt_valids, boxes, valid):
     gts_m, boxes_m = core.mask_invalid(Tensor(gts), Tensor(gt_valids), Tensor(boxes), Tensor(valid))
     return core.assign(gts_m, boxes_m, Tensor(valid)).asnumpy()
-
-
-def np_inside(boxes, height, width):
-    return (boxes[:, 0] >= 0) & (boxes[:, 1] >= 0) & (boxes[:, 2] <= width - 1) & (boxes[:, 3] <= height - 1)
 
 
 # ---------------------------------------------------------------- the assignment rule

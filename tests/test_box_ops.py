@@ -1,6 +1,6 @@
 """Box maths against NumPy implementations of the original's documented formulas (legacy "+1" convention for IoU,
 encode, decode, CheckValid; NMS without "+1"), in PYNATIVE and GRAPH mode. The NumPy helpers here are the
-reference for the other RPN-side tests too."""
+reference for the other RPN-side tests too (tests/helpers/box_reference.py)."""
 
 import mindspore as ms
 import numpy as np
@@ -16,65 +16,7 @@ from src.FasterRcnn.box_ops import (
     nms_with_mask,
 )
 from src.FasterRcnn.settings import Kernels
-
-ONE = np.float32(1.0)
-
-
-
-# ---------------------------------------------------------------- NumPy references
-def np_iou(boxes: np.ndarray, gts: np.ndarray) -> np.ndarray:
-    """(G, N) IoU, "+1" areas, float32 arithmetic."""
-    b = boxes.astype(np.float32)
-    g = gts.astype(np.float32)
-    area_b = (b[:, 2] - b[:, 0] + ONE) * (b[:, 3] - b[:, 1] + ONE)
-    area_g = (g[:, 2] - g[:, 0] + ONE) * (g[:, 3] - g[:, 1] + ONE)
-    iw = np.maximum(np.minimum(g[:, None, 2], b[None, :, 2]) - np.maximum(g[:, None, 0], b[None, :, 0]) + ONE, 0)
-    ih = np.maximum(np.minimum(g[:, None, 3], b[None, :, 3]) - np.maximum(g[:, None, 1], b[None, :, 1]) + ONE, 0)
-    inter = iw * ih
-    return inter / (area_g[:, None] + area_b[None, :] - inter)
-
-
-def np_encode(boxes, gts, means=(0, 0, 0, 0), stds=(1, 1, 1, 1)) -> np.ndarray:
-    p = boxes.astype(np.float64)
-    g = gts.astype(np.float64)
-    pw, ph = p[:, 2] - p[:, 0] + 1, p[:, 3] - p[:, 1] + 1
-    gw, gh = g[:, 2] - g[:, 0] + 1, g[:, 3] - g[:, 1] + 1
-    dx = ((g[:, 0] + g[:, 2]) - (p[:, 0] + p[:, 2])) * 0.5 / pw
-    dy = ((g[:, 1] + g[:, 3]) - (p[:, 1] + p[:, 3])) * 0.5 / ph
-    d = np.stack([dx, dy, np.log(gw / pw), np.log(gh / ph)], 1)
-    return (d - np.asarray(means)) / np.asarray(stds)
-
-
-def np_decode(boxes, deltas, max_shape, means=(0, 0, 0, 0), stds=(1, 1, 1, 1), wh_ratio_clip=0.016):
-    p = boxes.astype(np.float64)
-    d = deltas.astype(np.float64) * np.asarray(stds) + np.asarray(means)
-    limit = abs(np.log(wh_ratio_clip))
-    dw, dh = np.clip(d[:, 2], -limit, limit), np.clip(d[:, 3], -limit, limit)
-    pw, ph = p[:, 2] - p[:, 0] + 1, p[:, 3] - p[:, 1] + 1
-    cx = (p[:, 0] + p[:, 2]) * 0.5 + pw * d[:, 0]
-    cy = (p[:, 1] + p[:, 3]) * 0.5 + ph * d[:, 1]
-    w, h = pw * np.exp(dw), ph * np.exp(dh)
-    height, width = max_shape
-    return np.stack([np.clip(cx - 0.5 * w + 0.5, 0, width), np.clip(cy - 0.5 * h + 0.5, 0, height),
-                     np.clip(cx + 0.5 * w - 0.5, 0, width), np.clip(cy + 0.5 * h - 0.5, 0, height)], 1)
-
-
-def np_nms_keep(dets: np.ndarray, thr: float) -> np.ndarray:
-    """Exact greedy NMS on score-sorted dets (K, 5); IoU without "+1", drop iff IoU > thr. Keep mask (K,)."""
-    d = dets.astype(np.float32)
-    area = (d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1])
-    keep = np.zeros(len(d), bool)
-    dropped = np.zeros(len(d), bool)
-    for i in range(len(d)):
-        if dropped[i]:
-            continue
-        keep[i] = True
-        iw = np.maximum(np.minimum(d[i, 2], d[i + 1:, 2]) - np.maximum(d[i, 0], d[i + 1:, 0]), 0)
-        ih = np.maximum(np.minimum(d[i, 3], d[i + 1:, 3]) - np.maximum(d[i, 1], d[i + 1:, 1]), 0)
-        inter = iw * ih
-        with np.errstate(invalid="ignore"):  # two zero-area boxes: 0 / 0 is not > thr, nothing dropped
-            dropped[i + 1:] |= inter / (area[i] + area[i + 1:] - inter) > np.float32(thr)
-    return keep
+from tests.helpers.box_reference import np_decode, np_encode, np_iou, np_nms_keep
 
 
 def random_boxes(rng, n: int, extent: float = 200.0, max_side: float = 80.0, integer: bool = True) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 
 from src.FasterRcnn import Kernels, build_infer_model, build_model
 from src.model_utils.config import get_config
-from tests.reference_ckpt import read_param_table, reference_params, write_reference_ckpt
+from tests.helpers.reference_ckpt import read_param_table, reference_params, write_reference_ckpt
 
 ORIGINAL_NUM_PARAMS = 321
 ORIGINAL_NUM_VALUES = 42_681_188

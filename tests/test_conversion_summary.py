@@ -3,8 +3,8 @@ each kind in source order, the rest counted."""
 import cv2
 import numpy as np
 
-from src.data_sources import ImageRecord
-from src.mindrecord import NAMED_IMAGES, ConversionSummary, LeftOut, _rows_to_write
+from src.data.mindrecord import NAMED_IMAGES, ConversionSummary, LeftOut, _rows_to_write
+from src.data.sources import ImageRecord
 
 BOX = np.array([[2, 2, 20, 20, 1, 0]], np.float64)
 

@@ -1,5 +1,5 @@
-"""src/convert_backbone.py: a torchvision ResNet-50 state dict, converted and loaded through train.py's --pre_trained
-path, computes torchvision's C2 (stem + layer1) in this port's backbone.
+"""src/checkpoint/from_torchvision.py: a torchvision ResNet-50 state dict, converted and loaded through train.py's
+--pre_trained path, computes torchvision's C2 (stem + layer1) in this port's backbone.
 
 The reference is torchvision's ResNet-50 (models/resnet.py of torchvision 0.28, the release for torch 2.13) written
 out below with torch.nn under torchvision's module names: torchvision itself does not import here, its wheels in the
@@ -15,8 +15,6 @@ import contextlib
 import io
 import os
 import re
-import subprocess
-import sys
 
 import mindspore as ms
 import numpy as np
@@ -25,11 +23,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (torch's convention)
 from torch import nn as tnn
 
-from src.convert_backbone import backbone_shapes, convert_file, convert_state_dict, read_torch_state_dict
-from src.errors import CheckpointError
+from src.checkpoint.backbone import backbone_shapes
+from src.checkpoint.from_torchvision import convert_file, convert_state_dict, read_torch_state_dict
+from src.engine.trainer import load_pretrained
 from src.FasterRcnn import Kernels, build_model
+from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
-from train import load_pretrained
+from tests.helpers.processes import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,7 +208,7 @@ def test_a_state_dict_of_another_network_is_refused_with_its_keys(converted):
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
-    from src.convert_backbone import main  # noqa: PLC0415
+    from src.tools.convert_backbone import main  # noqa: PLC0415
 
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file")
@@ -223,7 +223,6 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.slow  # a subprocess
 def test_importing_the_converter_does_not_import_torch():
-    code = "import sys, src.convert_backbone; sys.exit('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, GLOG_v="3"),
-                          capture_output=True, text=True, timeout=300)
+    code = "import sys, src.checkpoint.from_torchvision; sys.exit('torch' in sys.modules)"
+    done = run_script(f"-c {code}", timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

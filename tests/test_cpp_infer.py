@@ -12,7 +12,7 @@ import mindspore
 import numpy as np
 import pytest
 
-from src.data_transforms import rescale_keep_ratio
+from src.data.transforms import rescale_keep_ratio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "ascend310_infer")

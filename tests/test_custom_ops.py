@@ -1,7 +1,7 @@
 """CPU custom kernels (src/custom_ops) against MindSpore's own ops and NumPy transcriptions of the formulas.
 
 References: MultiLevelRoIAlign vs the original's way (ops.ROIAlign on all four levels + per-RoI select) and vs a
-NumPy RoIAlign with MindSpore's CPU rules (both in tests/roi_align_reference.py); DeformConv2dOriginal vs the
+NumPy RoIAlign with MindSpore's CPU rules (both in tests/helpers/roi_align_reference.py); DeformConv2dOriginal vs the
 original's DCN formula written with MindSpore ops (its autodiff is the original's gradient), vs
 ops.deformable_conv2d with the offset transform of tests/data/FIDELITY.md, and vs a float64 NumPy formula (forward and
 finite differences). WinogradConv3x3 vs a float64 NumPy convolution and its two gradients written out.
@@ -16,8 +16,9 @@ import pytest
 from mindspore import Tensor, ops
 
 from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3, build
-from tests.grad_steps import DcnGradStep, RoIAlignGradStep
-from tests.roi_align_reference import AllLevelsThenSelect, multi_level_roi_align, roi_level
+from tests.helpers.dcn_reference import dcn_reference
+from tests.helpers.grad_steps import DcnGradStep, RoIAlignGradStep
+from tests.helpers.roi_align_reference import AllLevelsThenSelect, multi_level_roi_align, roi_level
 
 STRIDES = (4, 8, 16, 32)
 OUT_SIZE = 7
@@ -28,7 +29,7 @@ KERNEL = 3
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# RoIAlign references (tests/roi_align_reference.py)
+# RoIAlign references (tests/helpers/roi_align_reference.py)
 # ----------------------------------------------------------------------------------------------------------------
 def np_level(roi):
     return roi_level(roi, FINEST_SCALE, len(STRIDES))
@@ -221,24 +222,8 @@ def deformable_conv2d_op(x, offset_mask, weight, stride):
 
 
 def np_dcn(x, offset_mask, weight, stride):
-    """Float64 NumPy transcription of the closed form (ORIGINAL_NETWORK.md, dcn_v2.py)."""
-    x, offset_mask, weight = x.astype(np.float64), offset_mask.astype(np.float64), weight.astype(np.float64)
-    n, c, h, w = x.shape
-    taps, out_h, out_w = offset_mask.shape[1] // 3, *offset_mask.shape[2:]
-    offsets, mask = offset_mask[:, :2 * taps], 1 / (1 + np.exp(-offset_mask[:, 2 * taps:]))
-    rows, cols = base_grid(stride, out_h, out_w)
-    col = np.zeros((n, c, taps, out_h, out_w))
-    for b in range(n):
-        for k in range(taps):
-            r = np.clip(rows[k] + offsets[b, k], 0, h - 1)
-            q = np.clip(cols[k] + offsets[b, taps + k], 0, w - 1)
-            r0, q0 = np.floor(r).astype(int), np.floor(q).astype(int)
-            r1, q1 = np.minimum(r0 + 1, h - 1), np.minimum(q0 + 1, w - 1)
-            fr, fq = r - r0, q - q0
-            value = ((1 - fr) * (1 - fq) * x[b][:, r0, q0] + fr * fq * x[b][:, r1, q1]
-                     + fr * (1 - fq) * x[b][:, r1, q0] + (1 - fr) * fq * x[b][:, r0, q1])
-            col[b, :, k] = value * mask[b, k]
-    return np.einsum("ock,nckij->noij", weight.reshape(weight.shape[0], c, taps), col)
+    """The float64 NumPy reference's output (tests/helpers/dcn_reference.py)."""
+    return dcn_reference(x, weight, offset_mask, stride)[0]
 
 
 def dcn_case(rng, stride, offset_scale, channels=5, height=9, width=11, out_channels=4, integer_offsets=False):

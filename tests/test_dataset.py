@@ -3,8 +3,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -13,10 +11,11 @@ import numpy as np
 import pytest
 from mindspore import dataset as de
 
+import src.data.mindrecord as mindrecord
 import src.dataset as dataset
-import src.mindrecord as mindrecord
-from src.data_sources import DataError
-from src.data_transforms import (
+from src.data.mindrecord import create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
+from src.data.sources import DataError
+from src.data.transforms import (
     IMAGENET_MEAN_RGB,
     IMAGENET_STD_RGB,
     ExpandDraw,
@@ -27,9 +26,8 @@ from src.data_transforms import (
     preprocess_train,
 )
 from src.dataset import create_fasterrcnn_dataset
-from src.mindrecord import create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
 from src.model_utils.config import ROOT, cap_workers, get_config
-from src.synthetic_data import main as make_synthetic
+from tests.helpers.processes import run_script
 
 GOLDEN_DIR = os.path.join(ROOT, "tests", "data", "preprocess")
 TRAIN, EVAL = "FasterRcnn.mindrecord", "FasterRcnn_eval.mindrecord"
@@ -320,10 +318,8 @@ def test_image_without_any_annotation_in_eval(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Writing: temporary name + rename, reuse, interruption, ranks
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    make_synthetic(["--out", str(out), "--num_train", "12", "--num_val", "5", "--seed", "1"])
-    return out
+def synthetic(synthetic_data, tmp_path_factory):
+    return synthetic_data(tmp_path_factory.mktemp("synthetic"), num_train=12, num_val=5, seed=1)
 
 
 def test_txt_and_coco_give_the_same_rows(synthetic, tmp_path):
@@ -443,7 +439,7 @@ def test_killed_writer_leaves_nothing_accepted(synthetic, tmp_path):
     """A real kill (no clean-up code runs) in the middle of moving the files into place."""
     script = f"""
 import os, signal
-import src.mindrecord as mindrecord
+import src.data.mindrecord as mindrecord
 from src.model_utils.config import get_config
 real, count = os.replace, [0]
 def replace(src, dst):
@@ -455,9 +451,8 @@ mindrecord.os.replace = replace
 cfg = get_config([], coco_root={str(synthetic)!r}, mindrecord_dir={str(tmp_path)!r}, img_height={H}, img_width={W})
 mindrecord.create_mindrecord(cfg, {TRAIN!r}, True)
 """
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, timeout=300)
-    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    result = run_script(f"-c {script}", timeout=300)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     target = os.path.join(tmp_path, TRAIN + "0")
     leftovers = os.listdir(tmp_path)
     assert any(name.startswith(f".{TRAIN}.partial-") for name in leftovers) and len(leftovers) == 4

@@ -9,13 +9,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 
 import mindspore as ms
 import numpy as np
 import pytest
 
-from tests.test_train import TINY
+from tests.helpers.training import TINY
 
 pytestmark = pytest.mark.slow  # msrun workers
 
@@ -32,10 +31,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _synthetic_data(tmp_path):
-    data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "src.synthetic_data", "--out", str(data), "--num_train", "4",
-                    "--num_val", "1", "--seed", "5"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+def _synthetic_data(synthetic_data, tmp_path):
+    data = synthetic_data(tmp_path / "data", num_train=4, num_val=1, seed=5)
     (data / "mindrecord").mkdir()
     return data
 
@@ -81,8 +78,8 @@ def _assert_identical_state(paths) -> None:
         np.testing.assert_array_equal(params[0][key].asnumpy(), params[1][key].asnumpy(), err_msg=key)
 
 
-def test_two_cpu_workers_end_with_identical_parameters(tmp_path):
-    data = _synthetic_data(tmp_path)
+def test_two_cpu_workers_end_with_identical_parameters(synthetic_data, tmp_path):
+    data = _synthetic_data(synthetic_data, tmp_path)
     run = _launch(tmp_path, dict(ENV, MASTER_PORT=str(_free_port())), 2, data, "--epoch_size=1")
     work = tmp_path / "train_parallel"
     _check_run(work, _wait([run])[0], run.returncode)
@@ -93,11 +90,11 @@ def test_two_cpu_workers_end_with_identical_parameters(tmp_path):
     _assert_identical_state([work / "save_ckpt" / f"ckpt_{rank}" / "faster_rcnn-1_1.ckpt" for rank in (0, 1)])
 
 
-def test_two_nodes_of_one_worker_end_with_identical_parameters(tmp_path):
+def test_two_nodes_of_one_worker_end_with_identical_parameters(synthetic_data, tmp_path):
     """Node 0 and node 1 (NODE_NUM=2, NODE_RANK, MASTER_ADDR=127.0.0.1, DEVICE_NUM=1 each), each in its own folder;
     2 steps of batch 1. msrun starts the scheduler on the node that finds MASTER_ADDR among its addresses (`ip -j
     addr`): node 1 gets an `ip` that lists none, as a second machine would, so that only node 0 starts one."""
-    data = _synthetic_data(tmp_path)
+    data = _synthetic_data(synthetic_data, tmp_path)
     shim = tmp_path / "other_machine"
     shim.mkdir()
     (shim / "ip").write_text("#!/bin/sh\necho '[]'\n")

@@ -1,4 +1,4 @@
-"""The evaluation callback of train.py --run_eval (src/eval_callback.py) driven by hand: which epochs it evaluates,
+"""The evaluation callback of train.py --run_eval (src/engine/hooks.py) driven by hand: which epochs it evaluates,
 what it logs, and that best.ckpt holds the weights of the best epoch (a small cell stands in for the training cell,
 scripted figures for the evaluation)."""
 import math
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.errors import ConfigError
-from src.eval_callback import BEST_AP_KEY, EvalCallback, best_ap_of, evaluation_callback
+from src.engine.hooks import BEST_AP_KEY, EvalCallback, best_ap_of, evaluation_callback
+from src.infra.errors import ConfigError
 from src.model_utils.config import get_config
-from src.plot_log import parse_eval_log
+from src.tools.plot_log import parse_eval_log
 from src.util import SUMMARY_NAMES
 
 STEPS_PER_EPOCH = 5

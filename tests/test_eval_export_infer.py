@@ -1,4 +1,4 @@
-"""eval.py, export.py, the CPU inference flow (scripts/run_infer_310.sh -> src/mindir_infer.py) and postprogress.py
+"""eval.py, export.py, the CPU inference flow (scripts/run_infer_310.sh -> src/deploy/mindir_app.py) and postprogress.py
 on a 2-image COCO set at a small canvas, with the fidelity fixture's reference weights.
 
 Agreement: the COCO figures of eval.py and of the exported MINDIR + postprogress.py are compared against a
@@ -7,8 +7,6 @@ from 1 and any difference in detections between the two paths shows."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,12 +15,13 @@ import numpy as np
 import pytest
 from mindspore import nn
 
+from src.checkpoint.detector import load_for_inference, match_checkpoint, read_checkpoint
+from src.deploy.mindir_app import read_raw_outputs
 from src.deploy.model_facts import read_mindir
-from src.errors import CheckpointError
+from src.evaluation.visualize import class_color, draw_detections
 from src.FasterRcnn import Kernels, build_infer_model, build_model
-from src.mindir_infer import read_raw_outputs
+from src.infra.errors import CheckpointError
 from src.model_utils.config import ROOT, get_config
-from src.network_checkpoint import load_for_inference, match_checkpoint, read_checkpoint
 from src.util import (
     SUMMARY_NAMES,
     coco_eval,
@@ -30,8 +29,8 @@ from src.util import (
     load_ground_truth,
     select_detections,
 )
-from src.visualize import class_color, draw_detections
-from tests.reference_ckpt import reference_params, write_reference_ckpt
+from tests.helpers.processes import run_script
+from tests.helpers.reference_ckpt import reference_params, write_reference_ckpt
 
 pytestmark = pytest.mark.slow  # eval.py, export.py and the inference script end to end
 
@@ -45,16 +44,8 @@ GT_PER_IMAGE = 4             # pseudo ground truth: the best detections of each 
 MOVED_PER_IMAGE = 1          # ... of which this many are shifted by half their width (a miss and a false positive)
 
 
-def run(args, cwd, check=True, env_extra=None):
-    env = dict(ENV, **(env_extra or {}))
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
 def python(script, *args, cwd, check=True):
-    return run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, check=check)
+    return run_script(script, args, cwd=cwd, check=check, timeout=None)
 
 
 def logged_figures(text):
@@ -86,8 +77,8 @@ def inferred(work, exported):
     folder = work / "infer"
     folder.mkdir()
     anno = work / "coco" / "annotations" / "instances_val2017.json"
-    result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), str(exported),
-                  str(work / "coco" / "val2017"), str(anno), "0", "CPU"], cwd=folder)
+    result = run_script("scripts/run_infer_310.sh", [exported, work / "coco" / "val2017", anno, "0", "CPU"],
+                        cwd=folder, check=True, timeout=None)
     assert "Average Precision" in result.stdout
     return folder
 
@@ -135,9 +126,10 @@ def pseudo_gt(work, inferred):
 @pytest.fixture(scope="module")
 def evaluated(work, pseudo_gt):
     """scripts/run_eval_cpu.sh (waiting for eval.py) at the small canvas, batch 2, one image drawn."""
-    result = run(["bash", os.path.join(ROOT, "scripts", "run_eval_cpu.sh"), str(pseudo_gt),
-                  str(work / "reference.ckpt"), str(work / "coco"), "--run_mode=PYNATIVE", "--test_batch_size=2",
-                  "--visualize=1", *SIZE_ARGS], cwd=work, env_extra={"FOREGROUND": "1"})
+    result = run_script("scripts/run_eval_cpu.sh", [pseudo_gt, work / "reference.ckpt", work / "coco",
+                                                    "--run_mode=PYNATIVE", "--test_batch_size=2", "--visualize=1",
+                                                    *SIZE_ARGS],
+                        cwd=work, check=True, timeout=None, env=dict(ENV, FOREGROUND="1"))
     folder = work / "eval"
     log = (folder / "log").read_text()
     assert "eval end" in log, result.stdout + log[-3000:]
@@ -242,9 +234,9 @@ def test_drawn_box_has_its_class_colour_and_leaves_the_inside_alone():
 
 
 def test_infer_script_on_ascend_needs_the_toolkit(work, exported, tmp_path):
-    result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), str(exported),
-                  str(work / "coco" / "val2017"), str(work / "coco" / "annotations" / "instances_val2017.json")],
-                 cwd=tmp_path, check=False, env_extra={"ASCEND_HOME_PATH": str(tmp_path / "no_toolkit")})
+    result = run_script("scripts/run_infer_310.sh", [exported, work / "coco" / "val2017",
+                                                     work / "coco" / "annotations" / "instances_val2017.json"],
+                        cwd=tmp_path, timeout=None, env=dict(ENV, ASCEND_HOME_PATH=str(tmp_path / "no_toolkit")))
     assert result.returncode == 2
     assert "run_infer_310.sh: error: no Ascend toolkit" in result.stderr and "DEVICE_TARGET=CPU" in result.stderr
     assert os.listdir(tmp_path) == []  # nothing built, nothing run

@@ -1,6 +1,6 @@
-"""The evaluation set's ground truth (src/evaluation.py) against pycocotools on hand-made sets: boxes the conversion
-drops and images it skips are left out of what COCOeval counts; the files are written after the figures, and a
-failed write keeps what was written."""
+"""The evaluation set's ground truth (src/evaluation/evaluator.py) against pycocotools on hand-made sets: boxes the
+conversion drops and images it skips are left out of what COCOeval counts; the files are written after the figures, and
+a failed write keeps what was written."""
 import json
 import os
 
@@ -10,9 +10,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from src.errors import WriteError
-from src.evaluation import prepare_evaluation_set, write_evaluation_files
-from src.fileio import partial_files
+from src.evaluation.evaluator import prepare_evaluation_set, write_evaluation_files
+from src.infra.errors import WriteError
+from src.infra.fileio import partial_files
 from src.model_utils.config import get_config
 from src.util import evaluate_records, load_ground_truth, per_class_ap
 

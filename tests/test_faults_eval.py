@@ -1,5 +1,6 @@
-"""eval.py, src/plot_log.py and src/convert_backbone.py when the output folder or the input is the problem, as real
-processes: exit status, exactly one `<program>: error:` line, no traceback, and the folders before and after.
+"""eval.py, src/tools/plot_log.py and src/tools/convert_backbone.py when the output folder or the input is the
+problem, as real processes: exit status, exactly one `<program>: error:` line, no traceback, and the folders before and
+after.
 
 The eval.py cases mount a small tmpfs as the working folder (where mAP.log and the results go): a read-only one is
 refused before the network is built; one that fills up at the end gives one line, keeps the printed figures and
@@ -14,7 +15,7 @@ import sys
 import pytest
 
 from tests.helpers.processes import ENV, ROOT, error_lines, run_script, small_filesystem, snapshot
-from tests.reference_ckpt import write_reference_ckpt
+from tests.helpers.reference_ckpt import write_reference_ckpt
 
 pytestmark = pytest.mark.slow  # every case is a process of its own
 
@@ -65,7 +66,7 @@ def test_eval_into_a_read_only_folder_stops_before_the_network(inputs, tmp_path)
 
 
 def test_a_second_eval_into_the_folder_of_a_live_one_is_refused(inputs, tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from src.run_lock import hold_folder; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from src.infra.run_lock import hold_folder; "
                                f"hold_folder({str(tmp_path)!r}, 'eval', 'eval.py'); print('held', flush=True); "
                                "time.sleep(60)"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
     try:
@@ -100,7 +101,7 @@ def test_eval_on_a_disk_that_fills_up_keeps_the_figures_and_leaves_no_temporary(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# src/plot_log.py and src/convert_backbone.py
+# src/tools/plot_log.py and src/checkpoint/from_torchvision.py
 STEP = ("epoch: 1/1 step: {s}/3 | global step: {s} | total_loss: {loss} | rpn_cls_loss: 0.5 rpn_reg_loss: 0.1 "
         "rcnn_cls_loss: 0.3 rcnn_reg_loss: 0.1 | 2.00 s/step\n")
 
@@ -109,7 +110,7 @@ def test_plot_log_names_the_line_of_a_value_that_is_not_a_number(tmp_path):
     log = tmp_path / "train.log"
     log.write_text(STEP.format(s=1, loss="2.5") + STEP.format(s=2, loss="abc") + STEP.format(s=3, loss="nan"))
     before = snapshot(tmp_path)
-    done = run_script("-m src.plot_log", [log, "--out", tmp_path / "curve.png"], cwd=tmp_path)
+    done = run_script("-m src.tools.plot_log", [log, "--out", tmp_path / "curve.png"], cwd=tmp_path)
     assert done.returncode == 2
     assert one_error(done) == f"plot_log: error: {log}:2: total_loss='abc' is not a number"
     assert snapshot(tmp_path) == before
@@ -120,7 +121,7 @@ def test_plot_log_skips_the_unfinished_last_line_of_a_live_log(tmp_path):
     # a training still writing its log: the last line is cut off mid-number, without its line end
     log.write_text("21 epoch: 1 step: 1 total_loss: 2.5\n23 epoch: 1 step: 2 total_loss: 2.0\n"
                    "25 epoch: 1 step: 3 total_loss: 1.5e")
-    done = run_script("-m src.plot_log", [log, "--out", tmp_path / "curve.png"], cwd=tmp_path)
+    done = run_script("-m src.tools.plot_log", [log, "--out", tmp_path / "curve.png"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert error_lines(done.stderr) == []
     assert f"WARNING: {log}: its last line is unfinished" in done.stderr
@@ -132,7 +133,7 @@ def test_convert_backbone_refuses_random_bytes_without_the_unsafe_advice(tmp_pat
     junk = tmp_path / "resnet50.pth"
     junk.write_bytes(bytes(range(7, 256)) * 40)
     before = snapshot(tmp_path)
-    done = run_script("-m src.convert_backbone", [junk, tmp_path / "out.ckpt"], cwd=tmp_path)
+    done = run_script("-m src.tools.convert_backbone", [junk, tmp_path / "out.ckpt"], cwd=tmp_path)
     assert done.returncode == 2
     line = one_error(done)
     assert line.startswith(f"convert_backbone: error: {junk}: not a PyTorch state dict file"), line
@@ -144,7 +145,7 @@ def test_convert_backbone_refuses_a_pickle_of_other_objects_without_the_unsafe_a
     torch = pytest.importorskip("torch")
     wrapped = tmp_path / "other.pth"
     torch.save({"conv1.weight": torch.zeros(1), "extra": fractions.Fraction(1, 3)}, wrapped)
-    done = run_script("-m src.convert_backbone", [wrapped, tmp_path / "out.ckpt"], cwd=tmp_path)
+    done = run_script("-m src.tools.convert_backbone", [wrapped, tmp_path / "out.ckpt"], cwd=tmp_path)
     assert done.returncode == 2
     assert one_error(done).startswith(f"convert_backbone: error: {wrapped}: not a PyTorch state dict file (it holds "
                                       "objects other than tensors")

@@ -17,27 +17,25 @@ import numpy as np
 import pytest
 
 from src.deploy.model_facts import read_mindir
-from src.fileio import partial_files
-from src.run_lock import hold_folder, release_folder
+from src.infra.fileio import partial_files
+from src.infra.run_lock import hold_folder, release_folder
 from tests.helpers.processes import ENV, error_lines, run_script, small_filesystem, snapshot
-from tests.reference_ckpt import reference_params
+from tests.helpers.reference_ckpt import reference_params
 
 pytestmark = pytest.mark.slow
 
 H, W = 128, 192
-SEVEN = ["background", "stop sign", "sports ball", "clock", "kite", "tv", "pizza"]  # src/synthetic_data.py's
+SEVEN = ["background", "stop sign", "sports ball", "clock", "kite", "tv", "pizza"]  # src/data/synthetic.py's
 SEVEN_ARGS = ["--num_classes=7", f"--coco_classes={SEVEN}"]
 OTHER_NAMES = ["background", "stop sign", "sports ball", "clock", "kite", "tv", "cake"]
 FULL_DISK_KB = 300  # detections.json (~10 KB) fits, the 2 pictures (~250 KB each) do not
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def images(synthetic_data, tmp_path_factory):
     """Two synthetic images in `<root>/syn/val2017`."""
     root = tmp_path_factory.mktemp("images")
-    done = run_script("-m src.synthetic_data", ["--out", root / "syn", "--num_train", "0", "--num_val", "2",
-                                                "--seed", "3"], cwd=root)
-    assert done.returncode == 0, done.stderr[-2000:]
+    synthetic_data(root / "syn", num_train=0, num_val=2, seed=3)
     return sorted((root / "syn" / "val2017").iterdir())
 
 

@@ -16,21 +16,14 @@ import pytest
 from mindspore import nn
 
 from tests.helpers.processes import ENV, ROOT, error_lines, run_script, small_filesystem, snapshot
-from tests.helpers.training import make_synthetic, tiny_train_args, train_command, with_sigint_default
+from tests.helpers.training import tiny_train_args, train_command, with_sigint_default
 
 pytestmark = pytest.mark.slow  # train.py end to end in subprocesses
 
 LOSS_LINE = re.compile(r"^\d+ epoch: (\d+) step: (\d+) total_loss: (\S+)$")
 # A process that takes train.py's lock on a folder and waits (killed with -9 below: the lock file stays behind).
-HOLD = ("import sys, time; from src.run_lock import hold_folder; hold_folder(sys.argv[1], 'train-rank0', 'train.py'); "
-        "print('held', flush=True); time.sleep(600)")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic(root)
-    return root
+HOLD = ("import sys, time; from src.infra.run_lock import hold_folder; "
+        "hold_folder(sys.argv[1], 'train-rank0', 'train.py'); print('held', flush=True); time.sleep(600)")
 
 
 def _wait_for(predicate, process, timeout=300, what=""):
@@ -195,9 +188,9 @@ def test_txt_image_paths_outside_image_dir_are_refused_with_file_and_line(data_r
 
 
 def test_the_checkpoint_size_estimate_counts_the_networks_parameters():
+    from src.engine.trainer import checkpoint_bytes  # noqa: PLC0415
     from src.FasterRcnn import Kernels, build_model  # noqa: PLC0415  (heavy; only this test builds the network)
     from src.model_utils.config import get_config  # noqa: PLC0415
-    from train import checkpoint_bytes  # noqa: PLC0415
 
     for config in ("default_config_cpu.yaml", "demo_config.yaml"):
         cfg = get_config([f"--config_path={ROOT}/{config}"])

@@ -1,6 +1,6 @@
 """Fidelity at inference: the port computes what the original computes.
 
-The reference checkpoint (tests/reference_ckpt.py, salt 0) is loaded strictly into the network of
+The reference checkpoint (tests/helpers/reference_ckpt.py, salt 0) is loaded strictly into the network of
 default_config_gpu.yaml at 384x640; the golden input (batch 1, meta [384, 640, 1, 1]) goes through it; every stage
 recorded from the original network (tests/data/golden_384x640.npz) must match: features at the recorded indices
 within 1e-3 of the stage's std, and the original's eval post-processing of the detections (valid candidates by
@@ -17,7 +17,7 @@ import pytest
 from mindspore import Tensor
 
 from src.model_utils.config import get_config
-from tests.fidelity import (
+from tests.helpers.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,
     INFER_SIZE,
@@ -35,8 +35,8 @@ DET_MIN_IOU = 0.99
 DET_SCORE_TOL = 1e-3
 BACKBONE_STAGES = ("backbone_c2", "backbone_c3", "backbone_c4", "backbone_c5")
 FPN_STAGES = ("fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6")
-RUNS = [("cpu_kernels", "graph"), ("cpu_kernels", "pynative"), ("mindspore_ops", "graph"),
-        ("mindspore_ops", "pynative"), ("gathered_ops", "graph")]
+RUNS = [("cpu", "graph"), ("cpu", "pynative"), ("mindspore", "graph"),
+        ("mindspore", "pynative"), ("gather", "graph")]
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """Fidelity in training: one training step of the port computes what the original's computes.
 
 The network of default_config_gpu.yaml with the training golden's overrides (256x384, batch 2, both samplers taking
-every candidate; tests/fidelity.py TRAIN_OVERRIDES) gets the reference checkpoint (salt 0) strictly, then one step of
-this project's train-step cell (`TrainOneStepCell(WithLossCell(net, LossNet()))`, backward seeded with the static
-loss scale) with `nn.SGD` as the original's step was run (tests/data/golden_train_256x384.npz: lr 0.02 constant,
+every candidate; tests/helpers/fidelity.py TRAIN_OVERRIDES) gets the reference checkpoint (salt 0) strictly, then one
+step of this project's train-step cell (`TrainOneStepCell(WithLossCell(net, LossNet()))`, backward seeded with the
+static loss scale) with `nn.SGD` as the original's step was run (tests/data/golden_train_256x384.npz: lr 0.02 constant,
 momentum 0.91, weight decay 1e-5, loss scale 256) on the golden batch. Checked against what the original computed:
 - the trainable parameters are the original's (`trainable_names`);
 - the six training outputs within 1e-5 relative of `losses`, the step's loss of `step_loss`;
@@ -21,7 +21,7 @@ import pytest
 
 from src.model_utils.config import get_config
 from src.network_define import LOSS_TERMS
-from tests.fidelity import (
+from tests.helpers.fidelity import (
     CONFIG_GPU,
     GOLDEN_TRAIN,
     TRAIN_OVERRIDES,
@@ -36,8 +36,8 @@ pytestmark = pytest.mark.slow  # four training steps of the full network
 LOSS_RTOL = 1e-5
 NORM_RTOL = 2e-3
 VALUE_TOL = 5e-3  # times the parameter's largest sampled |update|
-RUNS = [("cpu_kernels", "graph"), ("cpu_kernels", "pynative"), ("mindspore_ops", "graph"),
-        ("mindspore_ops", "pynative")]
+RUNS = [("cpu", "graph"), ("cpu", "pynative"), ("mindspore", "graph"),
+        ("mindspore", "pynative")]
 
 
 @pytest.fixture(scope="module")

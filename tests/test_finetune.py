@@ -11,12 +11,13 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.errors import CheckpointError
+from src.engine.trainer import load_pretrained
 from src.FasterRcnn import Kernels, build_model
+from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
-from tests.reference_ckpt import reference_params
-from tests.test_train import HEIGHT, ROOT, TINY, WIDTH, _params, _train, data_root  # noqa: F401 (a fixture)
-from train import load_pretrained
+from tests.helpers.processes import ROOT
+from tests.helpers.reference_ckpt import reference_params
+from tests.helpers.training import HEIGHT, WIDTH, read_params, run_train
 
 DEMO_CONFIG = f"--config_path={ROOT}/demo_config.yaml"
 CLASS_LAYERS = ["rcnn.cls_scores.weight", "rcnn.cls_scores.bias", "rcnn.reg_scores.weight", "rcnn.reg_scores.bias"]
@@ -78,17 +79,17 @@ def coco_run_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.slow  # train.py in a subprocess
-def test_train_fine_tunes_from_it_without_its_optimizer_state(coco_run_checkpoint, data_root, tmp_path):  # noqa: F811
+def test_train_fine_tunes_from_it_without_its_optimizer_state(coco_run_checkpoint, data_root, tmp_path):
     path, values = coco_run_checkpoint
     # 4 images, batch 2: one epoch of 2 steps (lr_cosine_to_zero wants the warm-up shorter than the run).
-    done = _train(tmp_path, data_root, DEMO_CONFIG, f"--pre_trained={path}", "--epoch_size=1", "--warmup_step=1")
+    done = run_train(tmp_path, data_root, DEMO_CONFIG, f"--pre_trained={path}", "--epoch_size=1", "--warmup_step=1")
     assert f"Pre-trained Faster R-CNN checkpoint {path}: 317 parameters loaded" in done.stdout
     assert re.search(r"skipped, another shape \(left at their initial values\): rcnn\.cls_scores\.weight "
                      r"checkpoint \(1024, 81\), network \(1024, 7\), .*rcnn\.reg_scores\.bias", done.stdout)
     assert (f"unexpected (ignored): accum.{PLANTED}, stat.{PLANTED}, global_step, learning_rate, momentum, "
             "epoch_num, step_num") in done.stdout
 
-    trained = _params(tmp_path / "save_ckpt" / "ckpt_0" / "faster_rcnn-1_2.ckpt")
+    trained = read_params(tmp_path / "save_ckpt" / "ckpt_0" / "faster_rcnn-1_2.ckpt")
     # The optimizer state and the step start afresh.
     assert trained["global_step"].item() == 2 and trained["step_num"].item() == 2
     assert np.abs(trained[f"accum.{PLANTED}"]).max() < 1e3

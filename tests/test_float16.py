@@ -24,7 +24,7 @@ from mindspore import Tensor
 
 from src.model_utils.config import get_config
 from src.network_define import LOSS_TERMS
-from tests.fidelity import (
+from tests.helpers.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,
     GOLDEN_TRAIN,
@@ -40,7 +40,7 @@ from tests.fidelity import (
 
 pytestmark = pytest.mark.slow  # float16 graph compilations of the full network
 
-ASCEND_GRAPH = ("mindspore_ops", "graph")
+ASCEND_GRAPH = ("mindspore", "graph")
 LOSS_RTOL = 1e-3
 OFFSET_CONVS = ("p_conv", "m_conv")
 MIN_COSINE = {"offset convs": 0.99, "other": 0.999}

@@ -94,7 +94,7 @@ def test_rejects_inconsistent_arguments():
 
 
 @pytest.mark.parametrize("size", [(8, 12), (9, 12), (5, 7)])
-@pytest.mark.parametrize("merge_2x", [None, UpsampleAdd2x()], ids=["ops", "cpu_kernel"])
+@pytest.mark.parametrize("merge_2x", [None, UpsampleAdd2x()], ids=["mindspore", "cpu"])
 def test_add_upsampled_equals_add_interpolate(size, merge_2x):
     """Every path (exact 2x by a broadcasting add or the CPU kernel, other sizes) gives lateral + ops.interpolate's
     nearest resize, in value and in the gradients to both inputs."""

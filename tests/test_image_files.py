@@ -1,10 +1,8 @@
-"""EXIF orientation (src/image_files.py) and where images are read with it: the frames against PIL's
+"""EXIF orientation (src/data/image_files.py) and where images are read with it: the frames against PIL's
 ImageOps.exif_transpose, a MindRecord of an orientation-6 JPEG in either frame (pixel check of the box), and the
 inference loader's reported size."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -12,17 +10,18 @@ import pytest
 from mindspore import dataset as de
 from PIL import Image, ImageOps
 
-from src.data_transforms import PreprocessSettings
-from src.image_files import (
+from src.data.image_files import (
     ORIENTATION_TAG,
     OrientationNotes,
     exif_orientation,
     read_image_bgr,
     to_displayed,
 )
-from src.mindir_infer import load_image
-from src.mindrecord import create_mindrecord
-from src.model_utils.config import ROOT, get_config
+from src.data.mindrecord import create_mindrecord
+from src.data.transforms import PreprocessSettings
+from src.deploy.mindir_app import load_image
+from src.model_utils.config import get_config
+from tests.helpers.processes import run_script
 
 STORED_H, STORED_W = 96, 160   # the JPEG's stored frame; orientation 6 displays it 160 high, 96 wide
 SQUARE = (20, 100, 30, 30)     # x, y, w, h of the red square in the displayed frame (outside the stored frame's rows)
@@ -157,11 +156,10 @@ def test_inference_loader_reports_the_frame_it_used(oriented_coco):
 @pytest.mark.slow  # a process: the line comes when it ends
 def test_images_read_one_at_a_time_are_reported_when_the_process_ends(oriented_coco):
     path = str(oriented_coco / "val2017" / "turned.jpg")
-    code = ("from src.data_transforms import PreprocessSettings; from src.mindir_infer import load_image; "
+    code = ("from src.data.transforms import PreprocessSettings; from src.deploy.mindir_app import load_image; "
             "s = PreprocessSettings(canvas_h=192, canvas_w=192, keep_ratio=True, flip_ratio=0.0, expand_ratio=0.0, "
             f"num_gts=1); load_image({path!r}, s); load_image({path!r}, s); print('loaded')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = run_script(f"-c {code}", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-2:] == [
         "loaded", "WARNING: 2 images have an EXIF orientation other than 1 (first: turned.jpg, turned.jpg): stored "

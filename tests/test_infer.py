@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import cv2
@@ -17,23 +15,23 @@ import pytest
 from mindspore.train import mind_ir_pb2
 from PIL import Image
 
-from infer import (
+from src.data.image_files import find_images, read_image_list
+from src.deploy.detect_images import (
     check_detections_dir,
     check_request,
     draw_record,
     evaluation_preprocessing,
     exported_model,
-    find_images,
     image_record,
     picture_names,
-    read_image_list,
     score_threshold,
 )
 from src.deploy.model_facts import MODEL_FACTS_KEY, model_facts, read_mindir, record_model_facts
-from src.errors import ConfigError, InferError, OutputError, WriteError
-from src.evaluation import visualize_image
+from src.evaluation.evaluator import EvaluationSettings, visualize_image
+from src.evaluation.visualize import class_color, draw_detections, save_png
+from src.infra.errors import ConfigError, InferError, OutputError, WriteError
 from src.model_utils.config import ROOT, get_config
-from src.visualize import class_color, draw_detections, save_png
+from tests.helpers.processes import run_script
 
 H, W = 128, 192  # small canvas (multiples of 32)
 SIZE_ARGS = [f"--img_height={H}", f"--img_width={W}"]
@@ -44,12 +42,7 @@ SCORE_TOLERANCE = 1e-4  # infer.py writes 5 decimals
 
 
 def python(script, *args, cwd, check=True):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, env=ENV,
-                            capture_output=True, text=True, check=False, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                             f"{result.stderr[-3000:]}")
-    return result
+    return run_script(script, args, cwd=cwd, check=check, timeout=900)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,14 +214,14 @@ def test_eval_pictures_never_replace_a_file_they_did_not_write(tmp_path):
     folder.mkdir()
     (folder / "7.png").write_bytes(b"an earlier run's picture")
     (folder / "7-2.png").write_bytes(b"another one")
-    cfg = get_config([]).replace(dataset="txt", image_dir=str(tmp_path / "none"))
+    settings = EvaluationSettings.from_config(get_config([]).replace(dataset="txt", image_dir=str(tmp_path / "none")))
     meta = np.float32([H, W, 1, 1])
     image = np.zeros((3, H, W), np.float32)
     boxes, labels = np.float32([[10, 10, 50, 40, 0.9]]), np.array([0])
     coco = SimpleNamespace(imgs={})  # no source file: drawn on the network input
     for _ in range(2):  # an evaluation during training redraws the same image: its own picture, in place
-        visualize_image(cfg, coco, str(folder), image, meta, 7, boxes, labels)
-        visualize_image(cfg, coco, str(folder), image, meta, 8, boxes, labels)
+        visualize_image(settings, coco, str(folder), image, meta, 7, boxes, labels)
+        visualize_image(settings, coco, str(folder), image, meta, 8, boxes, labels)
     assert sorted(os.listdir(folder)) == ["7-2.png", "7-3.png", "7.png", "8.png"]
     assert (folder / "7.png").read_bytes() == b"an earlier run's picture"
     assert (folder / "7-2.png").read_bytes() == b"another one"

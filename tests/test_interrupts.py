@@ -1,12 +1,13 @@
-"""An interrupted training run's status and line (src/interrupts.py); the run itself: tests/test_faults_train.py."""
+"""An interrupted training run's status and line (src/infra/interrupts.py); the run itself:
+tests/test_faults_train.py."""
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from src.interrupts import TrainingInterrupted
-from src.runtime import run_main
+from src.infra.interrupts import TrainingInterrupted
+from src.infra.runtime import run_main
 from tests.helpers.processes import ENV, ROOT
 from tests.helpers.training import with_sigint_default
 
@@ -25,7 +26,7 @@ def test_an_interruption_exits_with_128_plus_the_signal_and_one_line(signum, sta
 # handler through the routing thread, and the main thread keeps it blocked.
 ROUTED = """
 import os, signal, sys, threading, time
-from src.interrupts import route_sigint
+from src.infra.interrupts import route_sigint
 route_sigint()
 threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
 got = []

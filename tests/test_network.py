@@ -12,7 +12,7 @@ from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.settings import AnchorSettings
 from src.model_utils.config import get_config
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
-from tests.reference_ckpt import reference_params
+from tests.helpers.reference_ckpt import reference_params
 
 pytestmark = pytest.mark.slow  # graph compilations of the full network
 

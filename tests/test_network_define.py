@@ -12,15 +12,12 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dataset as ds
 from mindspore.train import Model
 
-import src.network_checkpoint as network_checkpoint
-import src.network_define as nd
-from src.errors import WriteError
-from src.fileio import partial_files
-from src.network_checkpoint import AtomicCheckpoint
+import src.engine.hooks as hooks
+from src.engine.hooks import AtomicCheckpoint, DivergenceGuard, LossCallBack
+from src.infra.errors import WriteError
+from src.infra.fileio import partial_files
 from src.network_define import (
     LOSS_TERMS,
-    DivergenceGuard,
-    LossCallBack,
     LossNet,
     TrainOneStepCell,
     WithLossCell,
@@ -190,7 +187,7 @@ def test_loss_callback_log_format_and_progress(tmp_path, capsys):
 
 def test_loss_callback_eta_counts_remaining_steps(tmp_path, capsys, monkeypatch):
     clock = iter([100.0, 110.0, 112.0, 114.0])  # begin, then steps of 10 s (compile), 2 s, 2 s
-    monkeypatch.setattr(nd.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(hooks.time, "monotonic", lambda: next(clock))
     cb = LossCallBack(rank_id=0, log_dir=str(tmp_path))
     cb.on_train_begin(None)
     for i in range(3):
@@ -362,7 +359,7 @@ def test_interrupted_save_leaves_no_file_under_the_final_name(tmp_path, monkeypa
             f.write(good[: len(good) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(network_checkpoint, "save_checkpoint", dies_half_way)
+    monkeypatch.setattr(hooks, "save_checkpoint", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         cb.on_train_step_end(_ckpt_ctx(cell, 3))  # promotes step 2's state, then dies writing step 3's
     assert sorted(os.listdir(tmp_path)) == ["faster_rcnn-1_1.ckpt", "faster_rcnn-1_2.ckpt"]
@@ -391,8 +388,8 @@ def test_model_train_drives_the_cells_and_callbacks(tmp_path, mode):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_on_signal_stops_after_the_step_and_restores_the_handlers(signum):
-    before = {s: signal.getsignal(s) for s in nd.STOP_SIGNALS}
-    stop = nd.StopOnSignal()
+    before = {s: signal.getsignal(s) for s in hooks.STOP_SIGNALS}
+    stop = hooks.StopOnSignal()
     ctx = _Ctx()
     with stop:
         stop.on_train_step_end(ctx)
@@ -401,13 +398,13 @@ def test_stop_on_signal_stops_after_the_step_and_restores_the_handlers(signum):
         assert stop.signum == signum and stop.requested
         stop.on_train_step_end(ctx)
     assert ctx.stop
-    assert {s: signal.getsignal(s) for s in nd.STOP_SIGNALS} == before
+    assert {s: signal.getsignal(s) for s in hooks.STOP_SIGNALS} == before
     assert stop.name(signum) == signal.Signals(signum).name
 
 
 def test_atomic_checkpoint_writes_nothing_new_on_the_way_out_of_an_interruption(tmp_path):
     net, cell = _train_cell(sens=1.0)
-    stop = nd.StopOnSignal()
+    stop = hooks.StopOnSignal()
     cb = AtomicCheckpoint(str(tmp_path), save_checkpoint_steps=2, keep_checkpoint_max=5, stop=stop)
     for step in (1, 2, 3):
         cb.on_train_step_end(_ckpt_ctx(cell, step))
@@ -427,7 +424,7 @@ def test_a_checkpoint_that_does_not_fit_names_it_and_leaves_nothing(tmp_path, mo
             f.write(b"partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(network_checkpoint, "save_checkpoint", full_disk)
+    monkeypatch.setattr(hooks, "save_checkpoint", full_disk)
     with pytest.raises(WriteError) as err:
         cb.on_train_step_end(_ckpt_ctx(cell, 1))
     assert str(err.value) == f"could not write checkpoint {tmp_path / 'faster_rcnn-1_1.ckpt'}: No space left on device"

@@ -1,6 +1,6 @@
 """export.py --file_format=ONNX and onnxruntime running its file (src/deploy/).
 
-The fidelity check: export.py writes the reference checkpoint (tests/reference_ckpt.py) at the fidelity size
+The fidelity check: export.py writes the reference checkpoint (tests/helpers/reference_ckpt.py) at the fidelity size
 (default_config_gpu.yaml, 384x640, batch 1); onnxruntime's detections on the golden input must match the original's
 recorded ones (tests/data/golden_384x640.npz) and this port's network's, with the tolerances of
 tests/data/FIDELITY.md (same label, IoU >= 0.99, |score difference| <= 1e-3, every detection matched).
@@ -19,10 +19,10 @@ from mindspore import Tensor, nn, ops
 from src.deploy.model_facts import MODEL_FACTS_KEY
 from src.deploy.onnx_export import METADATA_KEYS, ONNX_REQUIREMENT, OUTPUT_NAMES, export_onnx
 from src.deploy.onnx_infer import ONNXRUNTIME_REQUIREMENT, onnx_detector
-from src.errors import InferError
 from src.FasterRcnn import Kernels
+from src.infra.errors import InferError
 from src.model_utils.config import get_config
-from tests.fidelity import (
+from tests.helpers.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,
     INFER_SIZE,

@@ -1,11 +1,11 @@
-"""src/plot_log.py on small synthetic logs in the formats train.py writes: the parsed series are the logged values,
-the picture is a readable PNG, a file without loss lines is one clear error."""
+"""src/tools/plot_log.py on small synthetic logs in the formats train.py writes: the parsed series are the logged
+values, the picture is a readable PNG, a file without loss lines is one clear error."""
 import cv2
 import numpy as np
 import pytest
 
-from src.errors import DataError
-from src.plot_log import main, parse_eval_log, parse_loss_log, running_mean
+from src.infra.errors import DataError
+from src.tools.plot_log import main, parse_eval_log, parse_loss_log, running_mean
 
 # train.py's stdout (LossCallBack): 2 epochs of 3 steps, among lines of other output
 STDOUT_LOG = """Start training: epochs 1..2 of 2, 3 steps each, 1 device(s), CPU, BatchNorm on moving statistics

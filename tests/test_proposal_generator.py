@@ -11,7 +11,7 @@ from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.proposal_generator import Proposal
 from src.FasterRcnn.settings import AnchorSettings, Kernels, ProposalSettings
 from src.model_utils.config import get_config
-from tests.test_box_ops import np_decode, np_nms_keep
+from tests.helpers.box_reference import np_decode, np_nms_keep
 
 BATCH = 2
 

@@ -9,6 +9,7 @@ from mindspore import Tensor, nn, ops
 from src.FasterRcnn.resnet import ResNetFea, fold_batch_norm
 from src.FasterRcnn.settings import Kernels
 from src.model_utils.config import get_config
+from tests.helpers.dcn_reference import dcn_reference
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 # A tiny ResNetFea with the same structure: two blocks in layer1-2 (projection and identity shortcuts).
@@ -105,16 +106,10 @@ def _np_conv(x, w, stride=1, pad=0):
 
 
 def _np_dcn_zero_offsets(x, w, stride):
-    """The original DCN with p_conv = m_conv = 0: mask 0.5, taps at (s*i + a, s*j + b) clamped into the map."""
+    """The original DCN with p_conv = m_conv = 0 (mask 0.5, taps at (s*i + a, s*j + b) clamped into the map)."""
     height, width = x.shape[2:]
     out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
-    out = 0.0
-    for a in range(3):
-        for b in range(3):
-            rows = np.minimum(stride * np.arange(out_h) + a, height - 1)
-            cols = np.minimum(stride * np.arange(out_w) + b, width - 1)
-            out = out + np.einsum("oc,ncij->noij", w[:, :, a, b], x[:, :, rows][:, :, :, cols])
-    return 0.5 * out
+    return dcn_reference(x, w, np.zeros((x.shape[0], 27, out_h, out_w)), stride)[0]
 
 
 def _np_maxpool_tf_same(x):

@@ -1,6 +1,6 @@
 """SingleRoIExtractor: the level mapping on crafted RoIs, ROIAlign against a NumPy implementation of its
 documented semantics, and the one-level-per-RoI computation against the original's all-levels-then-select (both
-references in tests/roi_align_reference.py)."""
+references in tests/helpers/roi_align_reference.py)."""
 
 import mindspore as ms
 import numpy as np
@@ -9,19 +9,16 @@ from mindspore import Tensor
 
 from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels
 from src.FasterRcnn.settings import Kernels, RoiSettings
-from tests.roi_align_reference import AllLevelsThenSelect, roi_align_one
+from tests.helpers.roi_align_reference import AllLevelsThenSelect, roi_align_one
 
 OUT_SIZE, SAMPLE_NUM = 7, 2
 STRIDES = (4, 8, 16, 32)
 FINEST_SCALE = 56
 
 
-@pytest.fixture(autouse=True, params=[Kernels.CPU, Kernels.MINDSPORE, Kernels.GATHER],
-                ids=["cpu_kernel", "ms_ops", "gathered"])
-def kernels(request) -> Kernels:
-    """Every test runs with the C++ kernel, MindSpore's ROIAlign and the gathers of the exported graph (PyNative)."""
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    return request.param
+# Every test runs with each kernel choice (tests/conftest.py `kernels`): the C++ kernel, MindSpore's ROIAlign and the
+# gathers of the exported graph (in PyNative mode, as every test starts).
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 def extractor_of(channels: int, kernels: Kernels) -> SingleRoIExtractor:

@@ -14,8 +14,7 @@ from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.rpn import RPN
 from src.FasterRcnn.settings import AnchorSettings, Kernels, RpnSettings
 from src.model_utils.config import get_config
-from tests.test_bbox_assign_sample import np_inside, ref_assign
-from tests.test_box_ops import np_encode
+from tests.helpers.box_reference import np_encode, np_inside, ref_assign
 
 PARAMS_TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 BATCH = 2

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from src.data.synthetic import CLASSES
 from src.model_utils.config import get_config
-from src.synthetic_data import CLASSES, main
+from src.tools.synthetic_data import main
 
 NUM_TRAIN, NUM_VAL = 40, 6
 

@@ -8,8 +8,6 @@ Augmentation is off (flip_ratio = expand_ratio = 0) for the same reason.
 """
 import os
 import re
-import subprocess
-import sys
 
 import mindspore as ms
 import numpy as np
@@ -17,45 +15,12 @@ import pytest
 import yaml
 
 from src.model_utils.config import get_config
+from tests.helpers.processes import ENV, ROOT, run_script
+from tests.helpers.training import HEIGHT, TINY, WIDTH, read_params, run_train
 
 pytestmark = pytest.mark.slow  # train.py end to end in subprocesses
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = sys.executable
-HEIGHT, WIDTH, NUM_GTS, PROPOSALS = 128, 192, 8, 24
-NUM_ANCHORS = get_config([], img_height=HEIGHT, img_width=WIDTH).num_bboxes
-ROIS = NUM_GTS + PROPOSALS  # stage-2 candidates: gts + proposals
-TINY = [
-    f"--img_height={HEIGHT}", f"--img_width={WIDTH}", "--flip_ratio=0.0", "--expand_ratio=0.0",
-    f"--num_gts={NUM_GTS}", f"--num_expected_pos={NUM_ANCHORS}", f"--num_expected_neg={NUM_ANCHORS}",
-    "--rpn_proposal_nms_pre=200", f"--rpn_proposal_max_num={PROPOSALS}",
-    f"--num_expected_pos_stage2={ROIS}", f"--num_expected_neg_stage2={ROIS}",
-    "--rpn_nms_pre=100", "--rpn_max_num=50", "--test_batch_size=1",
-    "--base_lr=0.01", "--warmup_step=2", "--batch_size=2", "--keep_checkpoint_max=10", "--num_parallel_workers=1",
-    "--python_multiprocessing=False",
-]
-ENV = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
 LOG_LINE = re.compile(r"^\d+ epoch: (\d+) step: (\d+) total_loss: (\S+)$")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    subprocess.run([PYTHON, "-m", "src.synthetic_data", "--out", str(root), "--num_train", "4", "--num_val", "2",
-                    "--seed", "3"], cwd=ROOT, env=ENV, check=True, capture_output=True)
-    (root / "mindrecord").mkdir()
-    return root
-
-
-def _train(cwd, data_root, *extra, check=True):
-    args = [PYTHON, os.path.join(ROOT, "train.py"), f"--config_path={ROOT}/default_config_cpu.yaml",
-            f"--coco_root={data_root}", f"--mindrecord_dir={data_root / 'mindrecord'}", "--pre_trained=none",
-            *TINY, *extra]
-    os.makedirs(cwd, exist_ok=True)
-    done = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=1200)
-    if check and done.returncode != 0:
-        raise AssertionError(f"train.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done
 
 
 def _losses(log_path):
@@ -63,10 +28,6 @@ def _losses(log_path):
     parsed = [LOG_LINE.match(line) for line in lines]
     assert all(parsed), lines
     return [(int(m.group(1)), int(m.group(2)), float(m.group(3))) for m in parsed]
-
-
-def _params(path):
-    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items()}
 
 
 def _model_zoo_resnet50(path):
@@ -102,10 +63,9 @@ def backbone_ckpt(tmp_path_factory):
 def uninterrupted(data_root, backbone_ckpt, tmp_path_factory):
     """2 epochs x 2 steps from a model-zoo backbone checkpoint, through the CPU launcher script (foreground)."""
     work = tmp_path_factory.mktemp("run_a")
-    done = subprocess.run(
-        ["bash", os.path.join(ROOT, "scripts", "run_standalone_train_cpu.sh"), str(backbone_ckpt[0]),
-         str(data_root), str(data_root / "mindrecord"), "--epoch_size=2", *TINY],
-        cwd=work, env=dict(ENV, FOREGROUND="1"), capture_output=True, text=True, timeout=1200)
+    done = run_script("scripts/run_standalone_train_cpu.sh",
+                      [backbone_ckpt[0], data_root, data_root / "mindrecord", "--epoch_size=2", *TINY],
+                      cwd=work, env=dict(ENV, FOREGROUND="1"), timeout=1200)
     log = (work / "train" / "log").read_text() if (work / "train" / "log").exists() else ""
     assert done.returncode == 0, done.stdout + done.stderr + log[-3000:]
     return work / "train"
@@ -122,7 +82,7 @@ def test_losses_are_finite_and_logged_per_step(uninterrupted):
 def test_checkpoints_hold_network_and_optimizer_and_parameters_change(uninterrupted):
     ckpt_dir = uninterrupted / "save_ckpt" / "ckpt_0"
     assert sorted(os.listdir(ckpt_dir)) == ["faster_rcnn-1_2.ckpt", "faster_rcnn-2_2.ckpt"]  # no partial file
-    first, last = _params(ckpt_dir / "faster_rcnn-1_2.ckpt"), _params(ckpt_dir / "faster_rcnn-2_2.ckpt")
+    first, last = read_params(ckpt_dir / "faster_rcnn-1_2.ckpt"), read_params(ckpt_dir / "faster_rcnn-2_2.ckpt")
     assert first["global_step"].item() == 2 and last["global_step"].item() == 4
     trainable = [k[len("accum."):] for k in last if k.startswith("accum.")]
     assert len(trainable) > 100
@@ -144,7 +104,7 @@ def test_pretrained_backbone_is_loaded_and_reported(uninterrupted, backbone_ckpt
     assert re.search(r"missing \(left at their initial values\): .*backbone\.layer2\.0\.defconv\.p_conv\.weight", log)
     assert "unexpected (ignored): end_point.weight" in log
     # The stem and layer1 are frozen (the original): after training they still hold the checkpoint's values.
-    trained = _params(uninterrupted / "save_ckpt" / "ckpt_0" / "faster_rcnn-2_2.ckpt")
+    trained = read_params(uninterrupted / "save_ckpt" / "ckpt_0" / "faster_rcnn-2_2.ckpt")
     for name in ("conv1.weight", "layer1.0.conv1.weight", "layer1.0.down_sample_layer.0.weight"):
         target = "backbone." + name.replace("down_sample_layer.0.", "conv_down_sample.")
         np.testing.assert_array_equal(trained[target], values[name], err_msg=name)
@@ -161,7 +121,7 @@ def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, t
     in the same state.
     """
     reference = uninterrupted / "save_ckpt" / "ckpt_0"
-    done = _train(tmp_path, data_root, "--epoch_size=2", f"--resume={reference / 'faster_rcnn-1_2.ckpt'}")
+    done = run_train(tmp_path, data_root, "--epoch_size=2", f"--resume={reference / 'faster_rcnn-1_2.ckpt'}")
     assert "Resumed from" in done.stdout and "global step 2" in done.stdout
     resumed = tmp_path / "save_ckpt" / "ckpt_0"
     assert sorted(p for p in os.listdir(resumed) if p.endswith(".ckpt")) == ["faster_rcnn-2_2.ckpt"]
@@ -171,7 +131,7 @@ def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, t
     assert [(e, s) for e, s, _ in new_losses] == [(2, 1), (2, 2)]
     np.testing.assert_allclose([v for *_, v in new_losses], [v for *_, v in ref_losses], rtol=1e-3)
     # ... and the same final state: weights, momentum accumulators, global step.
-    ref, new = _params(reference / "faster_rcnn-2_2.ckpt"), _params(resumed / "faster_rcnn-2_2.ckpt")
+    ref, new = read_params(reference / "faster_rcnn-2_2.ckpt"), read_params(resumed / "faster_rcnn-2_2.ckpt")
     assert set(ref) == set(new)
     assert new["global_step"].item() == 4
     # The two steps of epoch 2 changed every tensor as they did in the uninterrupted run: the difference of the
@@ -179,7 +139,7 @@ def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, t
     # sets in another random order, CPU reductions are not bit-reproducible, and a rounding-level change can move a
     # proposal across an NMS or IoU threshold, changing a few RoIs' contributions (measured up to 1.2e-4). A lost
     # momentum state or a learning rate from the wrong step changes the updates by tens of percent.
-    start = _params(reference / "faster_rcnn-1_2.ckpt")
+    start = read_params(reference / "faster_rcnn-1_2.ckpt")
     for key in ref:
         if ref[key].dtype.kind != "f" or key not in start:
             continue
@@ -217,7 +177,7 @@ DIVERGING = ["--base_lr=1000", "--warmup_step=10000", "--warmup_ratio=1e-5", "--
 
 
 def test_divergence_stops_at_the_spike_and_names_the_last_accepted_checkpoint(data_root, tmp_path):
-    done = _train(tmp_path / "diverging", data_root, "--epoch_size=6", *DIVERGING, check=False)
+    done = run_train(tmp_path / "diverging", data_root, "--epoch_size=6", *DIVERGING, check=False)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "training from scratch" in done.stderr  # the warning for --pre_trained none
     losses = [loss for _, _, loss in _losses(tmp_path / "diverging" / "loss_0.log")]
@@ -235,9 +195,9 @@ def test_divergence_stops_at_the_spike_and_names_the_last_accepted_checkpoint(da
     last = f"faster_rcnn-{kept_steps[-1] // 2}_2.ckpt"
     assert f"last good checkpoint: save_ckpt/ckpt_0/{last}" in done.stderr
     # Its weights are the ones before the explosion: those of the same schedule stopped after that epoch.
-    reference = _train(tmp_path / "reference", data_root, f"--epoch_size={kept_steps[-1] // 2}", *DIVERGING)
+    reference = run_train(tmp_path / "reference", data_root, f"--epoch_size={kept_steps[-1] // 2}", *DIVERGING)
     assert "Training done" in reference.stdout
-    kept, expected = _params(folder / last), _params(tmp_path / "reference" / "save_ckpt" / "ckpt_0" / last)
+    kept, expected = read_params(folder / last), read_params(tmp_path / "reference" / "save_ckpt" / "ckpt_0" / last)
     assert int(kept["step_num"]) == kept_steps[-1]
     for name, value in expected.items():
         if value.dtype.kind == "f" and value.size > 1 and name != "learning_rate":  # the schedule is per run
@@ -252,7 +212,7 @@ def test_divergence_stops_at_the_spike_and_names_the_last_accepted_checkpoint(da
     (["--device_target=Ascend"], "device_target=Ascend is not available"),
 ])
 def test_bad_arguments_fail_early_with_a_message(data_root, tmp_path, extra, message):
-    done = _train(tmp_path, data_root, *extra, check=False)
+    done = run_train(tmp_path, data_root, *extra, check=False)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -261,7 +221,7 @@ def test_bad_arguments_fail_early_with_a_message(data_root, tmp_path, extra, mes
 def test_resume_from_something_else_is_a_clear_error(data_root, tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    done = _train(tmp_path, data_root, f"--resume={junk}", check=False)
+    done = run_train(tmp_path, data_root, f"--resume={junk}", check=False)
     assert done.returncode == 2
     assert f"--resume '{junk}': not a readable MindSpore checkpoint" in done.stderr
     assert "Traceback" not in done.stderr
@@ -281,14 +241,14 @@ def test_demo_config_has_every_key_of_the_cpu_config():
 def test_batch_norm_statistics_frozen_after_resnet_bn_training_epochs(data_root, tmp_path):
     """Batch statistics in epoch 1 (moving statistics tracked), then frozen: epoch 2 leaves them as epoch 1 did,
     while the weights keep training; one log and one lr schedule across both phases."""
-    done = _train(tmp_path, data_root, "--epoch_size=2", "--resnet_bn_training=True",
+    done = run_train(tmp_path, data_root, "--epoch_size=2", "--resnet_bn_training=True",
                   "--resnet_bn_training_epochs=1", "--resnet_weights_update=True")
     assert "epochs 1..1 of 2" in done.stdout and "BatchNorm on batch statistics" in done.stdout
     assert "epochs 2..2 of 2" in done.stdout and "BatchNorm on moving statistics" in done.stdout
     assert re.search(r"epoch: 1/2 step: 2/2 \| global step: 2 \|", done.stdout)  # the run's epochs, not the phase's
     assert [(e, s) for e, s, _ in _losses(tmp_path / "loss_0.log")] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     ckpts = tmp_path / "save_ckpt" / "ckpt_0"
-    first, second = _params(ckpts / "faster_rcnn-1_2.ckpt"), _params(ckpts / "faster_rcnn-2_2.ckpt")
+    first, second = read_params(ckpts / "faster_rcnn-1_2.ckpt"), read_params(ckpts / "faster_rcnn-2_2.ckpt")
     stat = "backbone.layer2.0.bn1.moving_mean"
     assert np.any(first[stat] != 0)  # tracked in epoch 1 (initial value 0)
     np.testing.assert_array_equal(second[stat], first[stat])
@@ -298,8 +258,8 @@ def test_batch_norm_statistics_frozen_after_resnet_bn_training_epochs(data_root,
 
 
 def test_batch_norm_phases_without_checkpoints_fail_before_training(data_root, tmp_path):
-    done = _train(tmp_path, data_root, "--epoch_size=2", "--resnet_bn_training=True", "--resnet_bn_training_epochs=1",
-                  "--save_checkpoint=False", check=False)
+    done = run_train(tmp_path, data_root, "--epoch_size=2", "--resnet_bn_training=True",
+                     "--resnet_bn_training_epochs=1", "--save_checkpoint=False", check=False)
     assert done.returncode == 2
     assert "resnet_bn_training_epochs=1 needs checkpoints on every rank" in done.stderr
     assert "Start training" not in done.stdout

@@ -1,5 +1,6 @@
-"""train.py --run_eval end to end on tests/test_train.py's tiny set-up: the evaluation during training is eval.py's
-evaluation of the epoch's weights, its AP is logged per epoch, and best.ckpt is the checkpoint of the better epoch.
+"""train.py --run_eval end to end on the tiny set-up of tests/helpers/training.py: the evaluation during training is
+eval.py's evaluation of the epoch's weights, its AP is logged per epoch, and best.ckpt is the checkpoint of the better
+epoch.
 
 A network trained for 4 steps finds none of the synthetic set's small objects (every AP would be 0, and both epochs
 tie), so the validation ground truth (--eval_anno_path) is a box over each whole image for every class, which the
@@ -8,14 +9,13 @@ epochs then get different, non-zero figures."""
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from src.util import SUMMARY_NAMES
-from tests.test_train import ENV, ROOT, TINY, _params, _train, data_root  # noqa: F401  (data_root: a fixture)
+from tests.helpers.processes import ROOT, run_script
+from tests.helpers.training import TINY, read_params, run_train
 
 pytestmark = pytest.mark.slow  # train.py and eval.py end to end in subprocesses
 
@@ -24,7 +24,7 @@ LOW_SCORES = "--test_score_thr=0.0"
 
 
 @pytest.fixture(scope="module")
-def whole_image_gt(data_root, tmp_path_factory):  # noqa: F811  (the imported fixture)
+def whole_image_gt(data_root, tmp_path_factory):
     """The val split's annotation file with one box over the whole image per image and category."""
     data = json.loads((data_root / "annotations" / "instances_val2017.json").read_text())
     data["annotations"] = [
@@ -37,9 +37,9 @@ def whole_image_gt(data_root, tmp_path_factory):  # noqa: F811  (the imported fi
 
 
 @pytest.fixture(scope="module")
-def trained(data_root, whole_image_gt, tmp_path_factory):  # noqa: F811
+def trained(data_root, whole_image_gt, tmp_path_factory):
     work = tmp_path_factory.mktemp("run_eval")
-    done = _train(work, data_root, "--epoch_size=2", "--run_eval=True", "--eval_interval=1",
+    done = run_train(work, data_root, "--epoch_size=2", "--run_eval=True", "--eval_interval=1",
                   f"--eval_anno_path={whole_image_gt}", LOW_SCORES)
     return work, done.stdout
 
@@ -57,24 +57,25 @@ def test_ap_is_logged_for_each_epoch_and_best_ckpt_is_the_better_epoch(trained):
     ckpt_dir = work / "save_ckpt" / "ckpt_0"
     assert sorted(os.listdir(ckpt_dir)) == ["best.ckpt", "faster_rcnn-1_2.ckpt", "faster_rcnn-2_2.ckpt"]
     better = 1 if aps[0] >= aps[1] else 2  # a tie keeps the earlier epoch
-    best, chosen = _params(ckpt_dir / "best.ckpt"), _params(ckpt_dir / f"faster_rcnn-{better}_2.ckpt")
-    other = _params(ckpt_dir / f"faster_rcnn-{3 - better}_2.ckpt")
+    best, chosen = read_params(ckpt_dir / "best.ckpt"), read_params(ckpt_dir / f"faster_rcnn-{better}_2.ckpt")
+    other = read_params(ckpt_dir / f"faster_rcnn-{3 - better}_2.ckpt")
     assert int(best["epoch_num"]) == better and float(best["eval_ap"]) == pytest.approx(aps[better - 1], abs=1e-5)
     for name, value in chosen.items():
         np.testing.assert_array_equal(best[name], value, err_msg=name)
     assert any(not np.array_equal(best[name], other[name]) for name in chosen if name.startswith("rcnn."))
 
 
-def test_the_last_evaluation_is_eval_py_on_the_epoch_checkpoint(trained, data_root, whole_image_gt,  # noqa: F811
+def test_the_last_evaluation_is_eval_py_on_the_epoch_checkpoint(trained, data_root, whole_image_gt,
                                                                  tmp_path):
     """eval.py on the epoch-2 checkpoint finds the detections and figures of the training's last evaluation."""
     work, _ = trained
-    done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "eval.py"), f"--config_path={ROOT}/default_config_cpu.yaml",
-         f"--coco_root={data_root}", f"--mindrecord_dir={data_root / 'mindrecord'}", f"--anno_path={whole_image_gt}",
+    done = run_script(
+        "eval.py",
+        [f"--config_path={ROOT}/default_config_cpu.yaml", f"--coco_root={data_root}",
+         f"--mindrecord_dir={data_root / 'mindrecord'}", f"--anno_path={whole_image_gt}",
          f"--checkpoint_path={work / 'save_ckpt' / 'ckpt_0' / 'faster_rcnn-2_2.ckpt'}", LOW_SCORES, *TINY,
          "--run_mode=PYNATIVE"],  # faster here than compiling the graph; the same detections within float noise
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     during = work / "eval_0"
     assert sorted(os.listdir(during)) == ["mAP.log", "per_class.csv", "results.pkl.bbox.json"]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools.coco import COCO
 
-from src.data_sources import DataError, parse_txt_box, parse_txt_line, read_txt_records, txt_to_coco_dict
+from src.data.sources import DataError, parse_txt_box, parse_txt_line, read_txt_records, txt_to_coco_dict
 
 NUM_CLASSES = 81
 WHERE = "labels.txt:7"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from src.errors import DataError
-from src.mindir_infer import read_raw_outputs
-from src.progress import Progress
+from src.deploy.mindir_app import read_raw_outputs
+from src.infra.errors import DataError
+from src.infra.progress import Progress
 from src.util import (
     SUMMARY_NAMES,
     bbox2result_1image,

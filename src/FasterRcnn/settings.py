@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from src.errors import ConfigError
+from src.infra.errors import ConfigError
 
 if TYPE_CHECKING:
     from src.model_utils.config import Config

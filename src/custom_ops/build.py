@@ -2,7 +2,7 @@
 
 Libraries go to `<repo>/build/custom_ops/<name>-<hash>.so`; the hash covers the source, the package's headers,
 the compiler command and the CPU (the code is compiled for the machine it runs on), so an edited source or
-another CPU gets a fresh build and a stale library is never loaded. Builds are written atomically (src/fileio.py),
+another CPU gets a fresh build and a stale library is never loaded. Builds are written atomically (src/infra/fileio.py),
 so concurrent processes and interrupted builds never leave a half-written library behind; a new build deletes the
 older ones of the same kernel.
 """
@@ -14,7 +14,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from src.fileio import atomic_path
+from src.infra.fileio import atomic_path
 
 SOURCE_DIR = Path(__file__).resolve().parent
 BUILD_DIR = SOURCE_DIR.parents[1] / "build" / "custom_ops"

@@ -1,2 +1,3 @@
-"""Inference outside MindSpore: the network as an ONNX model (onnx_export.py) and running it with onnxruntime
-(onnx_infer.py)."""
+"""Deployment: the exported model's facts (model_facts.py), the ONNX file (onnx_export.py) and running it with
+onnxruntime (onnx_infer.py), an exported MINDIR or ONNX file as one detector (exported.py), and the C++ app's
+counterpart over a folder of images (mindir_app.py)."""

@@ -1,5 +1,5 @@
 """export.py's models as detectors, whatever their format: a MINDIR through MindSpore's runtime (`mindspore.load` +
-`nn.GraphCell`), an ONNX file through onnxruntime. infer.py (--mindir, --onnx) and src/mindir_infer.py
+`nn.GraphCell`), an ONNX file through onnxruntime. infer.py (--mindir, --onnx) and src/deploy/mindir_app.py
 (run_infer_310.sh on the CPU/GPU) run them alike.
 
     shapes, facts = read_exported(path)           # input shapes [(B, 3, H, W), (B, 4)], model facts or None

@@ -10,7 +10,7 @@ import os
 
 from mindspore.train import mind_ir_pb2
 
-from src.errors import InferError
+from src.infra.errors import InferError
 
 NUM_INPUTS = 2
 META_SIZE = 4

@@ -16,8 +16,8 @@ from types import ModuleType
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from src.errors import ExportError
-from src.fileio import atomic_path
+from src.infra.errors import ExportError
+from src.infra.fileio import atomic_path
 
 INPUT_NAMES = ("img", "img_metas")
 OUTPUT_NAMES = ("boxes", "labels", "masks")

@@ -19,7 +19,7 @@ from types import ModuleType
 import numpy as np
 
 from src.deploy.model_facts import MODEL_FACTS_KEY, parse_model_facts
-from src.errors import InferError
+from src.infra.errors import InferError
 
 ONNXRUNTIME_REQUIREMENT = "onnxruntime==1.32.0"  # as requirements.txt
 INPUT_NAMES = ("img", "img_metas")  # src/deploy/onnx_export.py

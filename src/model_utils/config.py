@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from src.errors import ConfigError
+from src.infra.errors import ConfigError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_CONFIGS = {

@@ -12,14 +12,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ENV = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT)
 
 
-def run_script(script: str, args: Sequence[str], cwd, timeout: float = 600, env: dict | None = None,
-               **kwargs) -> subprocess.CompletedProcess:
-    """`python <ROOT>/<script> args...` (or `python -m <module>` when `script` starts with '-m ') in `cwd`,
-    output captured as text."""
-    command = [sys.executable, *script.split(" ", 1)] if script.startswith("-m ") else \
-        [sys.executable, os.path.join(ROOT, script)]
-    return subprocess.run(command + [str(a) for a in args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
+def run_script(script: str, args: Sequence = (), cwd=ROOT, timeout: float | None = 600, env: dict | None = None,
+               check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Run a program as a user does, in `cwd`, output captured as text: `python <ROOT>/<script> args...`,
+    `bash <ROOT>/<script> args...` for a `.sh` script, `python -m <module> args...` for '-m <module>' and
+    `python -c <code> args...` for '-c <code>'. Environment ENV (the project on PYTHONPATH, MindSpore quiet) unless
+    `env` is given. With `check`, AssertionError with the ends of both outputs when the exit status is not 0."""
+    if script.startswith(("-m ", "-c ")):
+        command = [sys.executable, *script.split(" ", 1)]
+    elif script.endswith(".sh"):
+        command = ["bash", os.path.join(ROOT, script)]
+    else:
+        command = [sys.executable, os.path.join(ROOT, script)]
+    done = subprocess.run(command + [str(a) for a in args], cwd=cwd, env=env or ENV, capture_output=True, text=True,
                           timeout=timeout, check=False, **kwargs)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({done.returncode}):\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -1,5 +1,5 @@
 """COCO evaluation of a network on the evaluation set, shared by eval.py and the evaluation during training
-(src/eval_callback.py): the set (ground truth + MindRecord), the inference loop, the figures and the files.
+(src/engine/hooks.py): the set (ground truth + MindRecord), the inference loop, the figures and the files.
 
 Files written into one folder: `results.pkl.bbox.json` (COCO detection records), the accuracy log (`mAP.log`: one
 `<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class) and,
@@ -27,12 +27,13 @@ import numpy as np
 from mindspore import nn
 from pycocotools.coco import COCO
 
+from src.data.image_files import read_image_bgr
+from src.data.mindrecord import create_mindrecord, file_sha256, read_sidecar
 from src.dataset import create_fasterrcnn_dataset
-from src.errors import DataError, WriteError
-from src.fileio import write_json_atomic
-from src.image_files import read_image_bgr
-from src.mindrecord import create_mindrecord, file_sha256, read_sidecar
-from src.progress import Progress
+from src.evaluation.visualize import draw_detections, picture_for, save_png
+from src.infra.errors import DataError, WriteError
+from src.infra.fileio import write_json_atomic
+from src.infra.progress import Progress
 from src.util import (
     RESULTS_PREFIX,
     bbox2result_1image,
@@ -47,13 +48,35 @@ from src.util import (
     write_per_class,
     write_summary,
 )
-from src.visualize import draw_detections, picture_for, save_png
 
 MINDRECORD_PREFIX = "FasterRcnn_eval.mindrecord"
 ACCLOG_NAME = "mAP.log"
 PER_CLASS_NAME = "per_class.csv"
 VISUALIZE_DIR = "visualize"
 _PICTURES: dict[tuple[str, int], str] = {}  # (visualize folder, image id) -> the picture this process draws
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What the evaluation loop reads from the config (`from_config`, once per evaluation set-up): the model's
+    classes, the batch, the detections kept per image and the pictures drawn."""
+
+    classes: tuple[str, ...]       # coco_classes: the model's class names, background first
+    num_classes: int               # with the background
+    batch_size: int = 2            # test_batch_size
+    max_detections: int = 128      # eval_max_num: the best detections kept per image (the original's 128)
+    visualize: int = 0             # images whose detections are drawn into visualize/
+    visualize_score_thr: float = 0.3
+    image_folder: str = ""         # the evaluated images' files (for the pictures)
+    exif_transpose: bool = False   # their frame: displayed (EXIF orientation applied) or stored
+
+    @classmethod
+    def from_config(cls, cfg) -> EvaluationSettings:
+        image_folder = os.path.join(cfg.coco_root, cfg.val_data_type) if cfg.dataset == "coco" else cfg.image_dir
+        return cls(classes=tuple(cfg.coco_classes), num_classes=int(cfg.num_classes),
+                   batch_size=int(cfg.test_batch_size), max_detections=int(cfg.eval_max_num),
+                   visualize=int(cfg.visualize), visualize_score_thr=float(cfg.visualize_score_thr),
+                   image_folder=image_folder, exif_transpose=bool(cfg.exif_transpose))
 
 
 @dataclass(frozen=True)
@@ -129,15 +152,14 @@ def evaluation_ground_truth(coco: COCO, image_ids: list[int], dropped_boxes: lis
     return restricted
 
 
-def source_image(cfg, coco: COCO, image_id: int) -> np.ndarray | None:
+def source_image(settings: EvaluationSettings, coco: COCO, image_id: int) -> np.ndarray | None:
     """The original image file of `image_id` (BGR) in the frame the MindRecord holds it in (displayed with
-    cfg.exif_transpose, else stored; the conversion counted and named the images where they differ), or None when
-    it cannot be read."""
+    settings.exif_transpose, else stored; the conversion counted and named the images where they differ), or None
+    when it cannot be read."""
     info = coco.imgs.get(image_id)
     if info is None:
         return None
-    folder = os.path.join(cfg.coco_root, cfg.val_data_type) if cfg.dataset == "coco" else cfg.image_dir
-    return read_image_bgr(os.path.join(folder, info["file_name"]), bool(cfg.exif_transpose))
+    return read_image_bgr(os.path.join(settings.image_folder, info["file_name"]), settings.exif_transpose)
 
 
 def picture_path(out_dir: str, image_id: int) -> tuple[str, bool]:
@@ -158,23 +180,24 @@ def picture_path(out_dir: str, image_id: int) -> tuple[str, bool]:
     return path, False
 
 
-def visualize_image(cfg, coco: COCO, out_dir: str, image: np.ndarray, meta: np.ndarray, image_id: int,
-                    boxes: np.ndarray, labels: np.ndarray) -> None:
-    """Draw one image's detections scoring at least cfg.visualize_score_thr on the original image (or, when its
+def visualize_image(settings: EvaluationSettings, coco: COCO, out_dir: str, image: np.ndarray, meta: np.ndarray,
+                    image_id: int, boxes: np.ndarray, labels: np.ndarray) -> None:
+    """Draw one image's detections scoring at least settings.visualize_score_thr on the original image (or, when its
     file cannot be read, on the network input scaled back to the original size), never over a file this process
     did not write (picture_path)."""
-    picture = picture_for(source_image(cfg, coco, image_id), image, meta)
-    keep = boxes[:, 4] >= cfg.visualize_score_thr
-    picture = draw_detections(picture, boxes[keep], labels[keep], cfg.coco_classes[1:])
+    picture = picture_for(source_image(settings, coco, image_id), image, meta)
+    keep = boxes[:, 4] >= settings.visualize_score_thr
+    picture = draw_detections(picture, boxes[keep], labels[keep], list(settings.classes[1:]))
     path, drawn_before = picture_path(out_dir, image_id)
     save_png(picture, path, replace=drawn_before)
 
 
-def run_network(cfg, net: nn.Cell, dataset, num_images: int, coco: COCO, out_dir: str) -> tuple[list, list[int]]:
+def run_network(settings: EvaluationSettings, net: nn.Cell, dataset, num_images: int, coco: COCO,
+                out_dir: str) -> tuple[list, list[int]]:
     """Per-image, per-class detections in evaluation order, and the image ids the data set gave them."""
     batches = dataset.get_dataset_size()
     print("\n========================================\n")
-    print("total images num: ", num_images, f"({batches} batches of {cfg.test_batch_size})")
+    print("total images num: ", num_images, f"({batches} batches of {settings.batch_size})")
     print("Processing, please wait a moment.", flush=True)
     progress = Progress(batches)
     results, image_ids = [], []
@@ -189,11 +212,11 @@ def run_network(cfg, net: nn.Cell, dataset, num_images: int, coco: COCO, out_dir
         for j, image_id in enumerate(batch_ids):
             if image_id < 0:  # a repeat that completes the last batch
                 continue
-            boxes, kept_labels = select_detections(bboxes[j], labels[j], masks[j], cfg.eval_max_num)
-            results.append(bbox2result_1image(boxes, kept_labels, cfg.num_classes))
+            boxes, kept_labels = select_detections(bboxes[j], labels[j], masks[j], settings.max_detections)
+            results.append(bbox2result_1image(boxes, kept_labels, settings.num_classes))
             image_ids.append(int(image_id))
-            if drawn < cfg.visualize:
-                visualize_image(cfg, coco, os.path.join(out_dir, VISUALIZE_DIR), data["image"].asnumpy()[j],
+            if drawn < settings.visualize:
+                visualize_image(settings, coco, os.path.join(out_dir, VISUALIZE_DIR), data["image"].asnumpy()[j],
                                 data["image_shape"].asnumpy()[j], int(image_id), boxes, kept_labels)
                 drawn += 1
     return results, image_ids
@@ -220,18 +243,18 @@ def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_pat
     """Evaluate `net` (inference mode) on `evaluation_set`; writes the results json, `acclog_path` and
     per_class.csv beside it (see the module docstring), prints the COCO summary and the per-class table; returns
     the 12 COCO figures. Detections are matched to images by the ids the MindRecord carries."""
-    coco = evaluation_set.coco
-    dataset = create_fasterrcnn_dataset(cfg, evaluation_set.mindrecord, batch_size=cfg.test_batch_size,
+    coco, settings = evaluation_set.coco, EvaluationSettings.from_config(cfg)
+    dataset = create_fasterrcnn_dataset(cfg, evaluation_set.mindrecord, batch_size=settings.batch_size,
                                         is_training=False)
     out_dir = os.path.dirname(os.path.abspath(acclog_path))
-    results, image_ids = run_network(cfg, net, dataset, evaluation_set.num_images, coco, out_dir)
-    cat_ids, note = category_map(coco, cfg.coco_classes)
+    results, image_ids = run_network(settings, net, dataset, evaluation_set.num_images, coco, out_dir)
+    cat_ids, note = category_map(coco, settings.classes)
     if note:
         print(note, flush=True)
     records = det2json(coco, results, img_ids=image_ids, cat_ids=cat_ids)
     evaluator = evaluate_records(records, coco)
     summary = summary_figures(evaluator)
-    per_class = per_class_ap(evaluator, coco, cfg.coco_classes, cat_ids)
+    per_class = per_class_ap(evaluator, coco, settings.classes, cat_ids)
     per_class_path = os.path.join(out_dir, PER_CLASS_NAME)
     print(f"per class (area all, 100 detections per image; -1: no ground truth), for {per_class_path}:\n"
           f"{per_class_table(per_class)}", flush=True)

@@ -22,7 +22,8 @@ from mindspore.nn import SGD
 
 from src.FasterRcnn import FasterRcnnResnet50, Kernels, build_model
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
-from tests.reference_ckpt import DATA_DIR
+from tests.helpers.box_reference import np_iou
+from tests.helpers.reference_ckpt import DATA_DIR
 
 GOLDEN_INFER = os.path.join(DATA_DIR, "golden_384x640.npz")
 GOLDEN_TRAIN = os.path.join(DATA_DIR, "golden_train_256x384.npz")
@@ -35,18 +36,17 @@ TRAIN_OVERRIDES = dict(img_height=256, img_width=384, batch_size=2, num_gts=8, n
                        num_expected_pos_stage2=272, num_expected_neg_stage2=272)
 TRAIN_INPUTS = ("input", "img_metas", "gt_bboxes", "gt_labels", "gt_valids")
 
-KERNELS = {"cpu_kernels": Kernels.CPU, "mindspore_ops": Kernels.MINDSPORE, "gathered_ops": Kernels.GATHER}
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 
 @contextmanager
 def kernels_and_mode(kernels: str, mode: str) -> Iterator[Kernels]:
-    """Runs inside in `mode` (a MODES key), restored after; yields the Kernels of `kernels` (a KERNELS key) to build
-    the network with."""
+    """Runs inside in `mode` (a MODES key), restored after; yields the Kernels whose value is `kernels` ("cpu",
+    "mindspore", "gather": the ids of tests/conftest.py's `kernels` fixture) to build the network with."""
     previous_mode = ms.get_context("mode")
     ms.set_context(mode=MODES[mode])
     try:
-        yield KERNELS[kernels]
+        yield Kernels(kernels)
     finally:
         ms.set_context(mode=previous_mode)
 
@@ -82,16 +82,6 @@ def best_detections(bboxes: np.ndarray, labels: np.ndarray, masks: np.ndarray,
     return boxes[order], scores[order], labels[order]
 
 
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU (no "+1") of one box (4,) with boxes (n, 4) -> (n,)."""
-    inter_w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    inter_h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = inter_w * inter_h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-12)
-
-
 @dataclass
 class DetectionMatch:
     matched: int  # wanted detections with a match
@@ -109,7 +99,7 @@ def match_detections(want: tuple[np.ndarray, np.ndarray, np.ndarray], got: tuple
     unmatched = np.ones(len(scores), bool)
     matched, lowest_iou, largest_diff, first_miss = 0, 1.0, 0.0, None
     for box, score, label in zip(*want, strict=True):
-        overlaps = iou(box, boxes)
+        overlaps = np_iou(boxes, box[None], plus_one=False, dtype=None)[0]
         score_diff = np.abs(scores - score)
         ok = unmatched & (labels == label) & (overlaps >= min_iou) & (score_diff <= score_tol)
         if not ok.any():

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from src.errors import OutputError
+from src.infra.errors import OutputError
 
 _HELD: dict[str, int] = {}  # lock path -> open descriptor, for the life of the process
 

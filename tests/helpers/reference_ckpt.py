@@ -8,7 +8,7 @@ z = standard normal float32 draws from numpy's default_rng(crc32(name) + salt), 
 with gain 0.01 rpn_cls, 0.001 rpn_reg, 0.001 reg_scores, 0.5 cls_scores, 1 p_conv/m_conv, 1 shared_fc,
 2 any other weight.
 
-Usage (from the repository root): python -m tests.reference_ckpt OUT.ckpt [--salt N]
+Usage (from the repository root): python -m tests.helpers.reference_ckpt OUT.ckpt [--salt N]
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import zlib
 
 import numpy as np
 
-from src.fileio import atomic_path
+from src.infra.fileio import atomic_path
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")  # tests/data
 PARAMS_TSV = os.path.join(DATA_DIR, "original_params.tsv")
 
 # First matching name fragment decides a weight's variance gain (small for the prediction layers).

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from src.data_transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
-from src.errors import WriteError
-from src.fileio import atomic_path
+from src.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+from src.infra.errors import WriteError
+from src.infra.fileio import atomic_path
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_SCALE = 0.45

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-from src.errors import OutputError, WriteError
+from src.infra.errors import OutputError, WriteError
 
 # Free space an output folder needs before a run starts (MB; the environment variable overrides it, 0 turns the
 # check off): enough for the files of an inference or evaluation run; a checkpoint with its optimizer state is ~0.5 GB.

@@ -14,7 +14,7 @@ import _thread
 import signal
 import threading
 
-from src.errors import TrainingError
+from src.infra.errors import TrainingError
 
 
 def _forward_sigint() -> None:

@@ -3,11 +3,11 @@
 
 The CPU/GPU counterpart of the Ascend C++ app (ascend310_infer/): same inputs, same files.
 
-    python -m src.mindir_infer --mindir_path=M.mindir|M.onnx --dataset_path=IMAGES [--result_path=./result_Files]
+    python -m src.tools.mindir_infer --mindir_path=M.mindir|M.onnx --dataset_path=IMAGES [--result_path=./result_Files]
         [--time_path=./time_Result] [--device_target=CPU] [--device_id=0] [--keep_ratio=true] [--exif_transpose=false]
 
 Every image file of --dataset_path (name order) goes through the evaluation pipeline's preprocessing
-(src/data_transforms.py) for the MINDIR's input size; each output k of an image is written as raw bytes to
+(src/data/transforms.py) for the MINDIR's input size; each output k of an image is written as raw bytes to
 `<result_path>/<file name up to its first dot>_<k>.bin` (k = 0 boxes+scores float32 (N, 5), 1 labels int32
 (N, 1), 2 masks bool (N, 1)); the average latency per call goes to `<time_path>/test_perform_static.txt`.
 A MINDIR exported with batch B > 1 gets B images per call (the last call completed with repeats, not written).
@@ -15,22 +15,18 @@ A MINDIR exported with batch B > 1 gets B images per call (the last call complet
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
 import numpy as np
 from mindspore.dataset import vision
 
-from src.data_transforms import PreprocessSettings, preprocess_eval
+from src.data.image_files import OrientationNotes, exif_orientation, notes_reported_at_exit, to_displayed
+from src.data.transforms import PreprocessSettings, preprocess_eval
 from src.deploy.exported import exported_detector
-from src.errors import InferError
-from src.fileio import atomic_path, write_text_atomic
-from src.image_files import OrientationNotes, exif_orientation, notes_reported_at_exit, to_displayed
-from src.model_utils.config import parse_bool
-from src.progress import Progress
-from src.runtime import run_main, set_up_device
+from src.infra.errors import InferError
+from src.infra.fileio import atomic_path, write_text_atomic
+from src.infra.progress import Progress
 
 NO_BOXES = np.zeros((0, 6), np.int32)
 LATENCY_FILE = "test_perform_static.txt"
@@ -55,9 +51,9 @@ def file_stem(path: str) -> str:
 def load_image(path: str, settings: PreprocessSettings, exif_transpose: bool = False,
                notes: OrientationNotes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode (MindSpore's decoder, as the evaluation pipeline) and preprocess one image file, in its stored frame
-    or with `exif_transpose` its displayed frame (src/image_files.py): returns image (3, H, W) float32 and meta (4,)
-    float32 [orig_h, orig_w, scale_h, scale_w] (orig: the frame used). Images whose EXIF orientation is not 1 are
-    counted in `notes` (default: a line printed when the process ends)."""
+    or with `exif_transpose` its displayed frame (src/data/image_files.py): returns image (3, H, W) float32 and
+    meta (4,) float32 [orig_h, orig_w, scale_h, scale_w] (orig: the frame used). Images whose EXIF orientation is not 1
+    are counted in `notes` (default: a line printed when the process ends)."""
     with open(path, "rb") as f:
         data = np.frombuffer(f.read(), np.uint8)
     try:
@@ -143,28 +139,3 @@ def run(mindir_path: str, dataset_path: str, result_path: str, time_path: str, k
     print(line, flush=True)
     write_text_atomic(os.path.join(time_path, LATENCY_FILE), line + "\n")
     return len(files)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mindir_path", required=True, help="export.py's MINDIR, or its ONNX file (*.onnx)")
-    parser.add_argument("--dataset_path", required=True, help="folder of images")
-    parser.add_argument("--result_path", default="./result_Files")
-    parser.add_argument("--time_path", default="./time_Result")
-    parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
-    parser.add_argument("--device_id", type=int, default=0)
-    parser.add_argument("--keep_ratio", type=parse_bool, default=True, help="as the model was trained (default true)")
-    parser.add_argument("--exif_transpose", type=parse_bool, default=False,
-                        help="read images in their displayed frame (EXIF orientation applied; default: stored frame)")
-    args = parser.parse_args(argv)
-
-    def infer() -> None:
-        set_up_device(args.device_target, "GRAPH", args.device_id)
-        run(args.mindir_path, args.dataset_path, args.result_path, args.time_path, args.keep_ratio,
-            args.exif_transpose)
-
-    return run_main(infer, "mindir_infer")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

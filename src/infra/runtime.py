@@ -1,9 +1,8 @@
-"""What the entry points (train.py, eval.py, export.py, infer.py, postprogress.py, src/mindir_infer.py) share: the
-device and execution mode, the kernels and dtype the network runs with on a device, loading a network for inference,
-and one line plus an exit status for every error a user can fix.
+"""What the entry points (train.py, eval.py, export.py, infer.py, postprogress.py, src/tools/*.py) share: the
+device and execution mode, the kernels and dtype the network runs with on a device, loading a network for
+inference, and one line plus an exit status for every error a user can fix.
 
-`python -m src.runtime DEVICE_TARGET` exits 0 when this MindSpore can run DEVICE_TARGET, else prints why (one line)
-and exits 2: the launchers check this before they start a run in the background.
+The launchers' device check is src/tools/check_device.py.
 """
 from __future__ import annotations
 
@@ -15,12 +14,12 @@ from collections.abc import Callable
 
 import mindspore as ms
 
-from src.errors import FAILURE_STATUS, USAGE_STATUS, DeviceError, FasterRcnnError
+from src.checkpoint.detector import load_for_inference
 from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.infra.errors import FAILURE_STATUS, DeviceError, FasterRcnnError
 from src.model_utils.config import get_config, parse_bool
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import run_with_modelarts
-from src.network_checkpoint import load_for_inference
 
 # Set to 0 to run MindSpore's own operators on the CPU too (A/B comparisons, the graph GPU and Ascend run).
 CPU_KERNELS_ENV = "FASTER_RCNN_CPU_KERNELS"
@@ -140,14 +139,3 @@ def run_job(job: Callable[[object], object], program: str) -> int:
         return bool(config["cfg"].debug) if "cfg" in config else debug_requested(sys.argv[1:])
 
     return run_main(run, program, debug)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m src.runtime DEVICE_TARGET", file=sys.stderr)
-        return USAGE_STATUS
-    return run_main(lambda: check_device(argv[0]), "device check", debug=lambda: False)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

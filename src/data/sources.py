@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools.coco import COCO
 
-from src.errors import DataError
+from src.infra.errors import DataError
 
 BOX_FIELDS = ("x1", "y1", "x2", "y2", "class", "iscrowd")
 

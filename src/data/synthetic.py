@@ -1,6 +1,6 @@
 """A small deterministic detection data set written as real COCO (plus the original's TXT label format).
 
-`python -m src.synthetic_data --out DIR --num_train N --num_val M --seed S` writes
+`python -m src.tools.synthetic_data --out DIR --num_train N --num_val M --seed S` writes
   DIR/train2017/*.jpg, DIR/val2017/*.jpg, DIR/annotations/instances_{train,val}2017.json,
   DIR/train.txt and DIR/val.txt (TXT label files, paths relative to DIR, classes = indices in coco_classes).
 Images of a few sizes hold 1-8 objects of six classes on textured, desaturated backgrounds. Each class has its
@@ -12,7 +12,6 @@ The same seed gives byte-identical files; image i of a split depends only on (se
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -21,8 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from src.fileio import write_text_atomic
-from src.model_utils.config import get_config
+from src.infra.fileio import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -181,7 +179,7 @@ def write_split(out: str, split: str, stream: int, count: int, seed: int, first_
     wrong = [c.name for c in CLASSES if id_of.get(c.name) != c.category_id]
     if wrong:
         raise ValueError(f"classes must be COCO's 80 names (background first); {wrong} are not at COCO's ids")
-    coco = {"info": {"description": "synthetic shapes (src/synthetic_data.py)", "seed": seed, "split": split},
+    coco = {"info": {"description": "synthetic shapes (src/data/synthetic.py)", "seed": seed, "split": split},
             "licenses": [], "images": [], "annotations": [], "categories": categories}
     lines, ann_id = [], first_ann_id
     for index in range(count):
@@ -219,22 +217,3 @@ def generate(out: str, num_train: int, num_val: int, seed: int, classes: Sequenc
         paths[split + "_txt"] = os.path.join(out, split.replace("2017", "") + ".txt")
         write_text_atomic(paths[split + "_txt"], "\n".join(lines) + ("\n" if lines else ""))
     return paths
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder (the COCO root)")
-    parser.add_argument("--num_train", type=int, default=200, help="training images")
-    parser.add_argument("--num_val", type=int, default=50, help="validation images")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    args = parser.parse_args(argv)
-    if args.num_train < 0 or args.num_val < 0 or args.seed < 0:
-        parser.error("--num_train, --num_val and --seed must be non-negative")
-    paths = generate(args.out, args.num_train, args.num_val, args.seed, get_config([]).coco_classes)
-    print(f"synthetic data set: {args.num_train} train + {args.num_val} val images in {args.out}")
-    for name, path in paths.items():
-        print(f"  {name}: {path}")
-
-
-if __name__ == "__main__":
-    main()

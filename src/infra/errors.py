@@ -1,6 +1,6 @@
 """The project's error types: problems a user can fix, each reported as one line naming the file, key or value.
 
-`src/runtime.py` `run_main` turns any of them into `<program>: error: <message>` on stderr and the error's
+`src/infra/runtime.py` `run_main` turns any of them into `<program>: error: <message>` on stderr and the error's
 `exit_status` (2, a usage error: the input has to change; 1 for a run that failed on the way, TrainingError), without
 a traceback unless --debug=True; everything else is a bug and keeps its traceback.
 """

@@ -1,6 +1,6 @@
 """Training curves from train.py's logs: the loss terms against the global step and, where evaluated, AP and AP50.
 
-    python -m src.plot_log LOSS_LOG [--eval_log EVAL_LOG] --out curve.png
+    python -m src.tools.plot_log LOSS_LOG [--eval_log EVAL_LOG] --out curve.png
 
 LOSS_LOG is either of train.py's logs:
 - its standard output (`train/log` of the scripts): lines `epoch: 1/4 step: 2/100 | global step: 2 | total_loss: L |
@@ -25,9 +25,9 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
-from src.errors import DataError
-from src.fileio import atomic_path
-from src.runtime import run_main
+from src.infra.errors import DataError
+from src.infra.fileio import atomic_path
+from src.infra.runtime import run_main
 
 STDOUT_STEP = re.compile(r"\| global step: (\d+) \|")
 LOSS_TERM = re.compile(r"\b(\w*loss): (\S+)")
@@ -199,7 +199,7 @@ def plot_curves(losses: Series, evaluations: Series | None, out_path: str, title
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.plot_log", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m src.tools.plot_log", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("loss_log", help="train.py's log (stdout) or loss_<rank>.log")
     parser.add_argument("--eval_log", default="", help="eval_<rank>.log of train.py --run_eval (optional)")

@@ -16,11 +16,15 @@ from collections.abc import Collection
 import numpy as np
 from mindspore import Tensor, nn
 
-from src.errors import CheckpointError
-from src.network_checkpoint import BACKBONE_PREFIX, name_listing, read_checkpoint
+from src.checkpoint.detector import BACKBONE_PREFIX, name_listing, read_checkpoint
+from src.FasterRcnn.resnet import ResNetFea
+from src.FasterRcnn.settings import Kernels
+from src.infra.errors import CheckpointError
+from src.model_utils.config import get_config
 
 _DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."))
 _CONV2 = re.compile(r"^(.*layer\d+\.\d+\.)conv2\.weight$")
+_DCN_OFFSET_MASK = (".defconv.p_conv.", ".defconv.m_conv.")  # DCN offset/mask convs: torchvision has none
 
 
 def target_name(key: str, prefix: str, targets: Collection[str]) -> str | None:
@@ -103,3 +107,11 @@ def check_backbone_coverage(ckpt: dict, ckpt_path: str, shapes: dict[str, tuple[
             "'none' trains from scratch")
     return len(found)
 
+
+def backbone_shapes(cfg=None) -> dict[str, tuple[int, ...]]:
+    """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names; `cfg` default: the default
+    config), the DCN offset/mask convs left out."""
+    cfg = cfg if cfg is not None else get_config([])
+    backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.MINDSPORE)
+    return {p.name: tuple(p.shape) for p in backbone.get_parameters()
+            if not any(part in p.name for part in _DCN_OFFSET_MASK)}

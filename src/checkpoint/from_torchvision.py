@@ -1,7 +1,7 @@
 """Convert a torchvision ResNet-50 state dict (.pth) into a MindSpore checkpoint named as the model zoo's ResNet-50,
-which `train.py --pre_trained` loads into the backbone (src/backbone_loader.py).
+which `train.py --pre_trained` loads into the backbone (src/checkpoint/backbone.py).
 
-    python -m src.convert_backbone resnet50.pth OUT.ckpt
+    python -m src.tools.convert_backbone resnet50.pth OUT.ckpt
 
 Names, torchvision -> model zoo: BatchNorm `weight`, `bias`, `running_mean`, `running_var` -> `gamma`, `beta`,
 `moving_mean`, `moving_variance`; `layerN.0.downsample.0|1` -> `layerN.0.down_sample_layer.0|1`; convolutions keep
@@ -20,22 +20,16 @@ torch is imported only when a file is converted (a dev dependency, requirements-
 """
 from __future__ import annotations
 
-import argparse
 import pickle
 import re
-import sys
 
 import mindspore as ms
 import numpy as np
 
-from src.backbone_loader import target_name
-from src.errors import CheckpointError
-from src.FasterRcnn.resnet import ResNetFea
-from src.FasterRcnn.settings import Kernels
-from src.fileio import atomic_path, os_reason
-from src.model_utils.config import get_config
-from src.network_checkpoint import name_listing
-from src.runtime import run_main
+from src.checkpoint.backbone import backbone_shapes, target_name
+from src.checkpoint.detector import name_listing
+from src.infra.errors import CheckpointError
+from src.infra.fileio import atomic_path, os_reason
 
 # The first bytes of torch.save's files: a zip archive (PyTorch >= 1.6), or a pickle (protocol 2+) before that.
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
@@ -43,7 +37,6 @@ TORCH_LEGACY_MAGIC = b"\x80"
 IGNORED = re.compile(r"^fc\.|\.num_batches_tracked$")  # the ImageNet classifier; BatchNorm's update counter
 _BN_LEAF = re.compile(r"^(.*(?:\.|^)(?:bn\d|down_sample_layer\.1))\.(weight|bias|running_mean|running_var)$")
 _BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
-_DCN_OFFSET_MASK = (".defconv.p_conv.", ".defconv.m_conv.")  # DCN offset/mask convs: torchvision has none
 
 
 def model_zoo_name(key: str) -> str:
@@ -51,15 +44,6 @@ def model_zoo_name(key: str) -> str:
     name = key.replace(".downsample.", ".down_sample_layer.")
     match = _BN_LEAF.match(name)
     return f"{match.group(1)}.{_BN_NAMES[match.group(2)]}" if match else name
-
-
-def backbone_shapes(cfg=None) -> dict[str, tuple[int, ...]]:
-    """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names; `cfg` default: the default
-    config), the DCN offset/mask convs left out."""
-    cfg = cfg if cfg is not None else get_config([])
-    backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.MINDSPORE)
-    return {p.name: tuple(p.shape) for p in backbone.get_parameters()
-            if not any(part in p.name for part in _DCN_OFFSET_MASK)}
 
 
 def convert_state_dict(state: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
@@ -134,15 +118,3 @@ def convert_file(pth_path: str, out_path: str) -> dict[str, list[str]]:
     print(f"{pth_path} -> {out_path}: {len(converted)} converted, {len(ignored)} ignored "
           f"({', '.join(others + ([f'{len(counters)} x num_batches_tracked'] if counters else []))})", flush=True)
     return {"converted": list(converted), "ignored": ignored}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pth", help="torchvision ResNet-50 state dict (torch.save(model.state_dict(), PATH))")
-    parser.add_argument("out", help="MindSpore checkpoint to write, for --pre_trained")
-    args = parser.parse_args(argv)
-    return run_main(lambda: convert_file(args.pth, args.out), "convert_backbone")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

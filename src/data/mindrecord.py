@@ -12,9 +12,9 @@ rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. C
 
 The json also lists the boxes the conversion dropped as degenerate (`dropped_boxes`: [image id, index of the box
 among the image's annotations]) and the images skipped as missing or unreadable (`skipped_images`: ids), so that the
-evaluation leaves them out of the ground truth too (src/evaluation.py). With `cfg.exif_transpose` an image whose
-EXIF orientation is not 1 is stored in its displayed frame, re-encoded as PNG (lossless), with its displayed size
-(src/image_files.py); without it such images are stored as they are and counted in a warning.
+evaluation leaves them out of the ground truth too (src/evaluation/evaluator.py). With `cfg.exif_transpose` an
+image whose EXIF orientation is not 1 is stored in its displayed frame, re-encoded as PNG (lossless), with its displayed
+size (src/data/image_files.py); without it such images are stored as they are and counted in a warning.
 """
 from __future__ import annotations
 
@@ -27,14 +27,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import cv2
 import numpy as np
 from mindspore.mindrecord import FileWriter
 
-from src.data_sources import ImageRecord, read_coco_records, read_txt_records
-from src.errors import DataError
-from src.fileio import write_json_atomic
-from src.image_files import OrientationNotes, decode_bgr, exif_orientation
+from src.data.image_files import OrientationNotes, read_image
+from src.data.sources import ImageRecord, read_coco_records, read_txt_records
+from src.infra.errors import DataError
+from src.infra.fileio import write_json_atomic
 
 TRAIN_FILE_NUM = 8          # the original's shard count for training sets
 EVAL_FILE_NUM = 1
@@ -49,7 +48,6 @@ SCHEMA = {
 SCHEMA_NAME = "fasterrcnn_json"
 SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 2"
 # Formats MindSpore's Decode reads, by their first bytes.
-IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)  # an image without boxes (eval): one crowd row
 
 
@@ -143,31 +141,6 @@ class ConversionSummary:
                 f"boxes: {self.boxes_clipped} clipped to the image, "
                 f"{self.boxes_degenerate} degenerate dropped, {self.boxes_crowd} crowd (not trained on); "
                 f"{self.images_over_num_gts} images with more boxes than num_gts")
-
-
-def read_image(path: str, where: str, exif_transpose: bool = False,
-               notes: OrientationNotes | None = None) -> tuple[bytes, int, int]:
-    """The encoded bytes of an image file and its (height, width) in the stored frame; DataError naming the file if
-    unusable. With `exif_transpose` an image whose EXIF orientation is not 1 comes back in its displayed frame,
-    re-encoded as PNG. `notes` counts the images with such an orientation."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{where}: image not found: {path}") from None
-    except OSError as err:
-        raise DataError(f"{where}: cannot read image {path}: {err.strerror}") from None
-    if not any(data.startswith(magic) for magic in IMAGE_MAGIC):
-        raise DataError(f"{where}: {path} is not a {'/'.join(sorted(set(IMAGE_MAGIC.values())))} image")
-    orientation = exif_orientation(path)
-    decoded = decode_bgr(data, orientation if exif_transpose else 1)
-    if decoded is None:
-        raise DataError(f"{where}: cannot decode image {path}")
-    if notes is not None:
-        notes.note(os.path.basename(path), orientation)
-    if exif_transpose and orientation != 1:
-        data = cv2.imencode(".png", decoded)[1].tobytes()
-    return data, decoded.shape[0], decoded.shape[1]
 
 
 def usable_rows(boxes: np.ndarray, height: int, width: int, summary: ConversionSummary,
