@@ -89,8 +89,8 @@ def onnx_inferred(work, reference_onnx):
     folder = work / "infer_onnx"
     folder.mkdir()
     anno = work / "coco" / "annotations" / "instances_val2017.json"
-    result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), reference_onnx,
-                  str(work / "coco" / "val2017"), str(anno), "0", "CPU"], cwd=folder)
+    result = run_script("scripts/run_infer_310.sh", [reference_onnx, work / "coco" / "val2017", anno, "0", "CPU"],
+                        cwd=folder, check=True, timeout=None)
     assert "Average Precision" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
     return folder
 
@@ -201,8 +201,8 @@ def test_the_onnx_file_in_onnxruntime_gives_the_mindirs_figures_and_eval_pys(wor
 
 def test_an_onnx_file_is_refused_by_the_ascend_app_in_one_line(work, reference_onnx):
     anno = work / "coco" / "annotations" / "instances_val2017.json"
-    result = run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), reference_onnx,
-                  str(work / "coco" / "val2017"), str(anno), "0", "Ascend"], cwd=work, check=False)
+    result = run_script("scripts/run_infer_310.sh", [reference_onnx, work / "coco" / "val2017", anno, "0", "Ascend"],
+                        cwd=work, timeout=None)
     assert result.returncode == 2 and "is an ONNX file" in result.stderr and "DEVICE_TARGET=CPU" in result.stderr
 
 
