@@ -16,8 +16,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-from src.FasterRcnn import Kernels
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from src.runtime import set_up_device
 from tests.reference_ckpt import reference_params
 

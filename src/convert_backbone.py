@@ -31,10 +31,11 @@ import numpy as np
 from src.backbone_loader import target_name
 from src.errors import CheckpointError
 from src.FasterRcnn.resnet import ResNetFea
-from src.FasterRcnn.settings import Kernels
+from src.FasterRcnn.settings import BackboneSettings
 from src.fileio import atomic_path, os_reason
 from src.model_utils.config import get_config
 from src.network_checkpoint import name_listing
+from src.ops import Kernels
 from src.runtime import run_main
 
 # The first bytes of torch.save's files: a zip archive (PyTorch >= 1.6), or a pickle (protocol 2+) before that.
@@ -57,7 +58,7 @@ def backbone_shapes(cfg=None) -> dict[str, tuple[int, ...]]:
     """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names; `cfg` default: the default
     config), the DCN offset/mask convs left out."""
     cfg = cfg if cfg is not None else get_config([])
-    backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.MINDSPORE)
+    backbone = ResNetFea(BackboneSettings.from_config(cfg), kernels=Kernels.MINDSPORE)
     return {p.name: tuple(p.shape) for p in backbone.get_parameters()
             if not any(part in p.name for part in _DCN_OFFSET_MASK)}
 

@@ -16,11 +16,12 @@ from collections.abc import Callable
 import mindspore as ms
 
 from src.errors import FAILURE_STATUS, USAGE_STATUS, DeviceError, FasterRcnnError
-from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.FasterRcnn import build_infer_model, build_model
 from src.model_utils.config import get_config, parse_bool
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import run_with_modelarts
 from src.network_checkpoint import load_for_inference
+from src.ops import Kernels
 
 # Set to 0 to run MindSpore's own operators on the CPU too (A/B comparisons, the graph GPU and Ascend run).
 CPU_KERNELS_ENV = "FASTER_RCNN_CPU_KERNELS"

@@ -27,8 +27,9 @@ from torch import nn as tnn
 
 from src.convert_backbone import backbone_shapes, convert_file, convert_state_dict, read_torch_state_dict
 from src.errors import CheckpointError
-from src.FasterRcnn import Kernels, build_model
+from src.FasterRcnn import build_model
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from train import load_pretrained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

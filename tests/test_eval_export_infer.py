@@ -19,10 +19,11 @@ from mindspore import nn
 
 from src.deploy.model_facts import read_mindir
 from src.errors import CheckpointError
-from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.FasterRcnn import build_infer_model, build_model
 from src.mindir_infer import read_raw_outputs
 from src.model_utils.config import ROOT, get_config
 from src.network_checkpoint import load_for_inference, match_checkpoint, read_checkpoint
+from src.ops import Kernels
 from src.util import (
     SUMMARY_NAMES,
     coco_eval,

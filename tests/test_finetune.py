@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from src.errors import CheckpointError
-from src.FasterRcnn import Kernels, build_model
+from src.FasterRcnn import build_model
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.reference_ckpt import reference_params
 from tests.test_train import HEIGHT, ROOT, TINY, WIDTH, _params, _train, data_root  # noqa: F401 (a fixture)
 from train import load_pretrained

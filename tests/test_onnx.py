@@ -18,8 +18,8 @@ from mindspore import Tensor, nn, ops
 from src.deploy.onnx_export import METADATA_KEYS, ONNX_REQUIREMENT, OUTPUT_NAMES, export_onnx
 from src.deploy.onnx_infer import ONNXRUNTIME_REQUIREMENT, onnx_detector
 from src.errors import InferError
-from src.FasterRcnn import Kernels
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels
-from src.FasterRcnn.settings import Kernels, RoiSettings
+from src.FasterRcnn.roi_align import SingleRoIExtractor
+from src.FasterRcnn.settings import RoiSettings
+from src.ops import Kernels
+from src.ops.roi_align import roi_levels
 from tests.roi_align_reference import AllLevelsThenSelect, roi_align_one
 
 OUT_SIZE, SAMPLE_NUM = 7, 2
@@ -17,7 +19,7 @@ FINEST_SCALE = 56
 
 
 @pytest.fixture(autouse=True, params=[Kernels.CPU, Kernels.MINDSPORE, Kernels.GATHER],
-                ids=["cpu_kernel", "ms_ops", "gathered"])
+                ids=["cpu", "mindspore", "gather"])
 def kernels(request) -> Kernels:
     """Every test runs with the C++ kernel, MindSpore's ROIAlign and the gathers of the exported graph (PyNative)."""
     ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -5,8 +5,8 @@ import mindspore as ms
 import pytest
 
 from src.errors import CheckpointError, ConfigError, DataError, DeviceError, TrainingError
-from src.FasterRcnn import Kernels
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from src.runtime import CPU_KERNELS_ENV, device_id, network_dtype, network_kernels, run_main, set_up_device
 from src.runtime import main as runtime_main
 
