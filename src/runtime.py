@@ -55,7 +55,7 @@ def set_up_device(device_target: str, run_mode: str = "GRAPH", device_id: int = 
     if device_target == "GPU":
         ms.set_context(enable_graph_kernel=False)
     if device_target == "CPU":
-        # graph memory reuse (Ascend's default): training at 768x1280 peaks at 10.3 GB instead of 11.2 GB
+        # graph memory reuse (Ascend's default): a lower peak memory in training (bench/RESULTS.md)
         ms.set_context(memory_optimize_level=CPU_MEMORY_OPTIMIZE_LEVEL)
 
 

@@ -20,13 +20,12 @@ from .settings import BackboneSettings
 
 NUM_STAGES = 4
 EXPANSION = 4  # bottleneck: out_channels = 4 x the 3x3 conv's channels
-# MindSpore convention: moving = momentum * moving + (1 - momentum) * batch. The original passes 0.1, which never
-# acts (its statistics are frozen); with bn_training the usual 0.9 keeps the moving statistics usable for eval.
+# MindSpore convention: moving = momentum * moving + (1 - momentum) * batch; acts only with bn_training.
 BN_MOMENTUM = 0.9
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
-    """Conv without bias, He-normal initialised (the original's constant 0.01 cannot learn from scratch)."""
+    """Conv without bias, He-normal initialised."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
                      has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
 
