@@ -58,7 +58,11 @@ def backbone_shapes(cfg=None) -> dict[str, tuple[int, ...]]:
     """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names; `cfg` default: the default
     config), the DCN offset/mask convs left out."""
     cfg = cfg if cfg is not None else get_config([])
-    backbone = ResNetFea(BackboneSettings.from_config(cfg), kernels=Kernels.MINDSPORE)
+    stages = BackboneSettings.from_config(cfg)
+    # the stage sizes only: the training options' initialisation would run a kernel (train.py calls this before it
+    # sets the device)
+    backbone = ResNetFea(BackboneSettings(stages.layer_nums, stages.in_channels, stages.out_channels),
+                         kernels=Kernels.MINDSPORE)
     return {p.name: tuple(p.shape) for p in backbone.get_parameters()
             if not any(part in p.name for part in _DCN_OFFSET_MASK)}
 
