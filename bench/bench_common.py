@@ -16,9 +16,9 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-from src.FasterRcnn import Kernels
 from src.infra.runtime import set_up_device
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.reference_ckpt import reference_params
 
 TOP_OPS = 10  # operator types listed by --profile

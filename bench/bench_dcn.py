@@ -25,8 +25,9 @@ from mindspore import Tensor, nn, ops
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import add_kernels_option  # noqa: E402
-from src.FasterRcnn.dcn_v2 import NUM_TAPS, DeformConv2d  # noqa: E402
-from src.FasterRcnn.settings import Kernels  # noqa: E402
+from src.FasterRcnn.dcn_v2 import DeformConv2d  # noqa: E402
+from src.ops import Kernels  # noqa: E402
+from src.ops.deform_conv import NUM_TAPS  # noqa: E402
 
 # The variants below replace DeformConv2d.construct: the CPU kernel would be built and never used.
 VARIANT_KERNELS = Kernels.MINDSPORE

@@ -39,7 +39,8 @@ from bench.bench_common import (  # noqa: E402
 )
 from src.deploy.export import export_network  # noqa: E402
 from src.deploy.onnx_infer import onnx_detector  # noqa: E402
-from src.FasterRcnn import Kernels, build_infer_model  # noqa: E402
+from src.FasterRcnn import build_infer_model  # noqa: E402
+from src.ops import Kernels  # noqa: E402
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 from mindspore import Tensor, nn, ops  # noqa: E402
 
-from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3  # noqa: E402
-from src.FasterRcnn.dcn_v2 import KERNEL_SIZE, NUM_TAPS, deform_conv2d_edge_clamped  # noqa: E402
+from src.ops.cpu import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3  # noqa: E402
+from src.ops.deform_conv import KERNEL_SIZE, NUM_TAPS, deform_conv2d_edge_clamped  # noqa: E402
 from tests.helpers.grad_steps import DcnGradStep, RoIAlignGradStep  # noqa: E402
 from tests.helpers.roi_align_reference import AllLevelsThenSelect  # noqa: E402
 

@@ -31,8 +31,9 @@ from src.FasterRcnn.bbox_assign_sample import BboxAssignSample, MaxIoUAssignRand
 from src.FasterRcnn.bbox_assign_sample_stage2 import BboxAssignSampleForRcnn  # noqa: E402
 from src.FasterRcnn.box_ops import box_iou  # noqa: E402
 from src.FasterRcnn.proposal_generator import Proposal  # noqa: E402
-from src.FasterRcnn.settings import AnchorSettings, AssignerSettings, Kernels, ProposalSettings  # noqa: E402
+from src.FasterRcnn.settings import AnchorSettings, AssignerSettings, ProposalSettings  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
+from src.ops import Kernels  # noqa: E402
 
 BATCH = 2
 

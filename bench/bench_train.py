@@ -30,8 +30,9 @@ from bench.bench_common import (  # noqa: E402
     profile_top_ops,
     time_calls,
 )
-from src.FasterRcnn import Kernels, build_model  # noqa: E402
+from src.FasterRcnn import build_model  # noqa: E402
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
+from src.ops import Kernels  # noqa: E402
 
 GTS_PER_IMAGE = 4  # valid gt boxes in each synthetic image
 GT_MIN_SIDE, GT_MAX_SIDE_FRACTION = 32, 0.5  # gt box sides in pixels / as a fraction of the image side

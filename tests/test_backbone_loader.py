@@ -11,10 +11,12 @@ from mindspore import Tensor, nn
 
 from src.checkpoint.backbone import check_backbone_coverage, load_backbone_pretrained
 from src.FasterRcnn.resnet import ResNetFea
-from src.FasterRcnn.settings import Kernels
+from src.FasterRcnn.settings import BackboneSettings
 from src.infra.errors import CheckpointError
+from src.ops import Kernels
 
 LAYERS, IN_CH, OUT_CH = [2, 2, 2, 1], [8, 16, 32, 64], [16, 32, 64, 128]
+TINY = BackboneSettings(tuple(LAYERS), tuple(IN_CH), tuple(OUT_CH))
 NUM_CLASSES = 10
 BN = ("moving_mean", "moving_variance", "gamma", "beta")
 
@@ -22,7 +24,7 @@ BN = ("moving_mean", "moving_variance", "gamma", "beta")
 class _Net(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.backbone = ResNetFea(LAYERS, IN_CH, OUT_CH, kernels=Kernels.CPU)
+        self.backbone = ResNetFea(TINY, kernels=Kernels.CPU)
         self.head = nn.Dense(4, 2)  # a non-backbone parameter the loader must leave alone
 
 
@@ -100,7 +102,7 @@ def test_loads_model_zoo_names_including_dcn_main_weights(tmp_path):
 def test_bare_backbone_with_empty_prefix(tmp_path):
     shapes = _model_zoo_resnet_shapes()
     values = _write_ckpt(tmp_path / "r.ckpt", shapes, seed=1, with_optimizer=False)
-    backbone = ResNetFea(LAYERS, IN_CH, OUT_CH, kernels=Kernels.CPU)
+    backbone = ResNetFea(TINY, kernels=Kernels.CPU)
     report = load_backbone_pretrained(backbone, str(tmp_path / "r.ckpt"), prefix="")
     np.testing.assert_array_equal(backbone.layer4[0].conv1.weight.asnumpy(), values["layer4.0.conv1.weight"])
     assert report["unexpected"] == ["end_point.bias", "end_point.weight"]
@@ -124,7 +126,7 @@ def test_missing_and_unreadable_files(tmp_path):
 
 
 def _backbone_shapes_without_offset_convs():
-    backbone = ResNetFea(LAYERS, IN_CH, OUT_CH, kernels=Kernels.CPU)
+    backbone = ResNetFea(TINY, kernels=Kernels.CPU)
     return {p.name: tuple(p.shape) for p in backbone.get_parameters()
             if ".p_conv." not in p.name and ".m_conv." not in p.name}
 

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from src.custom_ops import NmsWithMask
 from src.FasterRcnn.box_ops import (
     box_iou,
     boxes_inside,
     decode_boxes,
     encode_boxes,
-    nms_with_mask,
 )
-from src.FasterRcnn.settings import Kernels
+from src.ops import Kernels, nms_with_mask
+from src.ops.cpu import NmsWithMask
 from tests.helpers.box_reference import np_decode, np_encode, np_iou, np_nms_keep
 
 
@@ -101,13 +100,10 @@ def test_boxes_inside_uses_size_times_ratio_minus_one():
 
 
 # ---------------------------------------------------------------- NMS
-# Both implementations behind nms_with_mask: MindSpore's NMSWithMask and the CPU kernel (src/custom_ops/nms.cc).
-NMS_IMPLEMENTATIONS = {"NMSWithMask": lambda thr: ops.NMSWithMask(thr), "kernel": lambda thr: NmsWithMask(thr)}
-
-
-@pytest.fixture(params=sorted(NMS_IMPLEMENTATIONS))
+# nms_with_mask (src/ops/nms.py) of every kernel mode: MindSpore's NMSWithMask and the CPU kernel (src/ops/cpu/nms.cc).
+@pytest.fixture(params=list(Kernels), ids=[k.name.lower() for k in Kernels])
 def nms(request):
-    return NMS_IMPLEMENTATIONS[request.param]
+    return lambda thr: nms_with_mask(request.param, thr)
 
 
 def test_nms_iou_without_plus_one_and_strict_threshold(nms):
@@ -153,7 +149,7 @@ def test_nms_kernel_gives_nmswithmask_outputs_with_ties_and_unsorted_input():
 class _AllOps(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.nms = nms_with_mask(0.7, Kernels.CPU)
+        self.nms = nms_with_mask(Kernels.CPU, 0.7)
 
     def construct(self, boxes, gts, deltas, meta, dets):
         return (box_iou(boxes, gts), encode_boxes(boxes, gts[:4], (0.0,) * 4, (0.1, 0.1, 0.2, 0.2)),

@@ -6,8 +6,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.FasterRcnn import build_infer_model, build_model
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.reference_ckpt import read_param_table, reference_params, write_reference_ckpt
 
 ORIGINAL_NUM_PARAMS = 321

@@ -26,9 +26,10 @@ from torch import nn as tnn
 from src.checkpoint.backbone import backbone_shapes
 from src.checkpoint.from_torchvision import convert_file, convert_state_dict, read_torch_state_dict
 from src.engine.trainer import load_pretrained
-from src.FasterRcnn import Kernels, build_model
+from src.FasterRcnn import build_model
 from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.processes import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

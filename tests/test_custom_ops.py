@@ -1,4 +1,4 @@
-"""CPU custom kernels (src/custom_ops) against MindSpore's own ops and NumPy transcriptions of the formulas.
+"""CPU custom kernels (src/ops/cpu) against MindSpore's own ops and NumPy transcriptions of the formulas.
 
 References: MultiLevelRoIAlign vs the original's way (ops.ROIAlign on all four levels + per-RoI select) and vs a
 NumPy RoIAlign with MindSpore's CPU rules (both in tests/helpers/roi_align_reference.py); DeformConv2dOriginal vs the
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from src.custom_ops import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3, build
+from src.ops.cpu import DeformConv2dOriginal, MultiLevelRoIAlign, WinogradConv3x3, build
 from tests.helpers.dcn_reference import dcn_reference
 from tests.helpers.grad_steps import DcnGradStep, RoIAlignGradStep
 from tests.helpers.roi_align_reference import AllLevelsThenSelect, multi_level_roi_align, roi_level

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from src.FasterRcnn.dcn_v2 import DeformConv2d, deform_conv2d_edge_clamped
-from src.FasterRcnn.settings import Kernels
+from src.FasterRcnn.dcn_v2 import DeformConv2d
+from src.ops import Kernels
+from src.ops.cpu import DeformConv2dOriginal
+from src.ops.deform_conv import deform_conv2d_edge_clamped
 from tests.helpers.dcn_reference import dcn_reference
 
 
@@ -116,7 +118,7 @@ def test_zero_offsets_is_shifted_plain_conv_with_edge_replication():
 def test_cell_matches_original_and_trains_offsets(stride, kernels):
     rng = np.random.default_rng(11 + stride)
     layer = DeformConv2d(4, 5, kernel_size=3, stride=stride, padding=1, kernels=kernels)
-    assert (layer.cpu_deform is not None) == (kernels is Kernels.CPU)
+    assert isinstance(layer.deform, DeformConv2dOriginal) == (kernels is Kernels.CPU)
     names = {p.name: p.shape for p in layer.get_parameters()}
     assert names == {"conv.weight": (5, 4, 3, 3), "p_conv.weight": (18, 4, 3, 3), "m_conv.weight": (9, 4, 3, 3)}
     assert not layer.p_conv.weight.asnumpy().any() and not layer.m_conv.weight.asnumpy().any()

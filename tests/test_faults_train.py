@@ -189,8 +189,9 @@ def test_txt_image_paths_outside_image_dir_are_refused_with_file_and_line(data_r
 
 def test_the_checkpoint_size_estimate_counts_the_networks_parameters():
     from src.engine.trainer import checkpoint_bytes  # noqa: PLC0415
-    from src.FasterRcnn import Kernels, build_model  # noqa: PLC0415  (heavy; only this test builds the network)
+    from src.FasterRcnn import build_model  # noqa: PLC0415  heavy; only this test builds the network
     from src.model_utils.config import get_config  # noqa: PLC0415
+    from src.ops import Kernels  # noqa: PLC0415
 
     for config in ("default_config_cpu.yaml", "demo_config.yaml"):
         cfg = get_config([f"--config_path={ROOT}/{config}"])

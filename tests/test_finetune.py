@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from src.engine.trainer import load_pretrained
-from src.FasterRcnn import Kernels, build_model
+from src.FasterRcnn import build_model
 from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.processes import ROOT
 from tests.helpers.reference_ckpt import reference_params
 from tests.helpers.training import HEIGHT, WIDTH, read_params, run_train

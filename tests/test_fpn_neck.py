@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from src.custom_ops import UpsampleAdd2x
-from src.FasterRcnn.fpn_neck import FeatPyramidNeck, add_upsampled
-from src.FasterRcnn.settings import Kernels
+from src.FasterRcnn.fpn_neck import FeatPyramidNeck
+from src.FasterRcnn.settings import FpnSettings
 from src.model_utils.config import get_config
+from src.ops import Kernels, fpn_merge
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 
@@ -48,7 +48,7 @@ def test_matches_numpy_pyramid(top, kernels):
     in_channels, out_channels = [4, 6, 8, 10], 5
     sizes = [(top[0] * 2 ** (3 - i), top[1] * 2 ** (3 - i)) for i in range(4)]
     feature_shapes = sizes + [(-(-top[0] // 2), -(-top[1] // 2))]
-    neck = FeatPyramidNeck(in_channels, out_channels, 5, feature_shapes, kernels=kernels)
+    neck = FeatPyramidNeck(FpnSettings(tuple(in_channels), out_channels, 5, tuple(feature_shapes)), kernels=kernels)
     params = {}
     for p in neck.get_parameters():
         params[p.name] = rng.standard_normal(p.shape).astype(np.float32)
@@ -64,8 +64,7 @@ def test_matches_numpy_pyramid(top, kernels):
 
 def test_config_shapes_names_and_init():
     cfg = get_config([], img_height=128, img_width=192)
-    neck = FeatPyramidNeck(cfg.fpn_in_channels, cfg.fpn_out_channels, cfg.fpn_num_outs, cfg.feature_shapes,
-                           kernels=Kernels.CPU)
+    neck = FeatPyramidNeck(FpnSettings.from_config(cfg), kernels=Kernels.CPU)
     holder = nn.Cell()
     holder.fpn_ncek = neck
     with open(TSV, encoding="utf-8") as f:
@@ -88,28 +87,28 @@ def test_config_shapes_names_and_init():
 
 def test_rejects_inconsistent_arguments():
     with pytest.raises(ValueError, match="num_outs"):
-        FeatPyramidNeck([4, 8, 16, 32], 8, 3, [(8, 8), (4, 4), (2, 2), (1, 1)], kernels=Kernels.MINDSPORE)
+        FeatPyramidNeck(FpnSettings((4, 8, 16, 32), 8, 3, ((8, 8), (4, 4), (2, 2), (1, 1))), kernels=Kernels.MINDSPORE)
     with pytest.raises(ValueError, match="feature_shapes"):
-        FeatPyramidNeck([4, 8, 16, 32], 8, 5, [(8, 8), (4, 4), (2, 2), (1, 1)], kernels=Kernels.MINDSPORE)
+        FeatPyramidNeck(FpnSettings((4, 8, 16, 32), 8, 5, ((8, 8), (4, 4), (2, 2), (1, 1))), kernels=Kernels.MINDSPORE)
 
 
 @pytest.mark.parametrize("size", [(8, 12), (9, 12), (5, 7)])
-@pytest.mark.parametrize("merge_2x", [None, UpsampleAdd2x()], ids=["mindspore", "cpu"])
-def test_add_upsampled_equals_add_interpolate(size, merge_2x):
+def test_fpn_merge_equals_add_interpolate(size, kernels):
     """Every path (exact 2x by a broadcasting add or the CPU kernel, other sizes) gives lateral + ops.interpolate's
     nearest resize, in value and in the gradients to both inputs."""
+    merge = fpn_merge(kernels)
     rng = np.random.default_rng(5)
     x = Tensor(rng.standard_normal((2, 3, 4, 6)).astype(np.float32))
     lateral = Tensor(rng.standard_normal((2, 3) + size).astype(np.float32))
     dout = Tensor(rng.standard_normal((2, 3) + size).astype(np.float32))
 
     def ours(a, b):
-        return (add_upsampled(a, b, size, merge_2x) * dout).sum()
+        return (merge(a, b, size) * dout).sum()
 
     def reference(a, b):
         return ((a + ops.interpolate(b, size=size, mode="nearest")) * dout).sum()
 
-    np.testing.assert_array_equal(add_upsampled(lateral, x, size, merge_2x).asnumpy(),
+    np.testing.assert_array_equal(merge(lateral, x, size).asnumpy(),
                                   (lateral + ops.interpolate(x, size=size, mode="nearest")).asnumpy())
     got = ms.grad(ours, grad_position=(0, 1))(lateral, x)
     want = ms.grad(reference, grad_position=(0, 1))(lateral, x)

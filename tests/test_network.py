@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, nn
 
-from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.FasterRcnn import build_infer_model, build_model
 from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.settings import AnchorSettings
 from src.model_utils.config import get_config
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
+from src.ops import Kernels
 from tests.helpers.reference_ckpt import reference_params
 
 pytestmark = pytest.mark.slow  # graph compilations of the full network

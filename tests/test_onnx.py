@@ -19,9 +19,9 @@ from mindspore import Tensor, nn, ops
 from src.deploy.model_facts import MODEL_FACTS_KEY
 from src.deploy.onnx_export import METADATA_KEYS, ONNX_REQUIREMENT, OUTPUT_NAMES, export_onnx
 from src.deploy.onnx_infer import ONNXRUNTIME_REQUIREMENT, onnx_detector
-from src.FasterRcnn import Kernels
 from src.infra.errors import InferError
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.fidelity import (
     CONFIG_GPU,
     GOLDEN_INFER,

@@ -9,8 +9,9 @@ from mindspore import Tensor
 
 from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.proposal_generator import Proposal
-from src.FasterRcnn.settings import AnchorSettings, Kernels, ProposalSettings
+from src.FasterRcnn.settings import AnchorSettings, ProposalSettings
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.box_reference import np_decode, np_nms_keep
 
 BATCH = 2

@@ -6,7 +6,8 @@ import numpy as np
 from mindspore import Tensor
 
 from src.FasterRcnn.rcnn import DenseNoTranpose, DetectionOutput, Rcnn
-from src.FasterRcnn.settings import DetectionSettings, Kernels, RcnnSettings
+from src.FasterRcnn.settings import DetectionSettings, RcnnSettings
+from src.ops import Kernels
 
 
 def head(representation_size: int, num_classes: int) -> Rcnn:

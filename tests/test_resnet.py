@@ -7,13 +7,17 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from src.FasterRcnn.resnet import ResNetFea, fold_batch_norm
-from src.FasterRcnn.settings import Kernels
-from src.model_utils.config import get_config
+from src.FasterRcnn.settings import BackboneSettings
+from src.ops import Kernels
 from tests.helpers.dcn_reference import dcn_reference
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")
 # A tiny ResNetFea with the same structure: two blocks in layer1-2 (projection and identity shortcuts).
-TINY = dict(layer_nums=[2, 2, 1, 1], in_channels=[8, 16, 32, 64], out_channels=[16, 32, 64, 128], kernels=Kernels.CPU)
+TINY = dict(layer_nums=(2, 2, 1, 1), in_channels=(8, 16, 32, 64), out_channels=(16, 32, 64, 128))
+
+
+def tiny(**options) -> ResNetFea:
+    return ResNetFea(BackboneSettings(**TINY, **options), kernels=Kernels.CPU)
 
 
 class _Net(nn.Cell):
@@ -37,8 +41,7 @@ def _original_backbone_rows():
 
 @pytest.fixture(scope="module")
 def resnet50():
-    cfg = get_config([])
-    return ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.CPU)
+    return ResNetFea(BackboneSettings(), kernels=Kernels.CPU)  # default_config.yaml's
 
 
 def test_parameters_are_the_originals(resnet50):
@@ -76,7 +79,7 @@ def _grads(net, params, x):
 
 @pytest.mark.parametrize("weights_update", [False, True])
 def test_frozen_parameters_get_no_gradient(weights_update):
-    net = ResNetFea(**TINY, weights_update=weights_update)
+    net = tiny(weights_update=weights_update)
     net.set_train(True)
     x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32))
     frozen = [p for p in net.get_parameters() if p.name.startswith(("conv1.", "layer1.")) and p.name.endswith("weight")]
@@ -152,7 +155,7 @@ def _np_resnet(params, x, layer_nums):
 
 def test_forward_matches_numpy_resnet():
     rng = np.random.default_rng(2)
-    net = ResNetFea(**TINY)
+    net = tiny()
     params = {}
     for p in net.get_parameters():
         if "p_conv" in p.name or "m_conv" in p.name:
@@ -178,7 +181,7 @@ def test_forward_matches_numpy_resnet():
 
 def test_bn_training_uses_batch_statistics_in_training_mode():
     x = Tensor(np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32) * 3 + 1)
-    frozen, batch = ResNetFea(**TINY), ResNetFea(**TINY, bn_training=True)
+    frozen, batch = tiny(), tiny(bn_training=True)
     ms.load_param_into_net(batch, {p.name: ms.Parameter(Tensor(p.asnumpy()), p.name) for p in frozen.get_parameters()})
     for net in (frozen, batch):
         net.set_train(False)
@@ -196,9 +199,9 @@ def test_bn_training_uses_batch_statistics_in_training_mode():
 
 @pytest.mark.parametrize("weights_update", [False, True])
 def test_zero_init_residual_starts_each_trainable_block_as_its_shortcut(weights_update):
-    net = ResNetFea(**TINY, weights_update=weights_update, zero_init_residual=True)
+    net = tiny(weights_update=weights_update, zero_init_residual=True)
     net.set_train(True)
-    reference = ResNetFea(**TINY, weights_update=weights_update)
+    reference = tiny(weights_update=weights_update)
     for layer_name in ("layer1", "layer2", "layer3", "layer4"):
         zeroed = layer_name != "layer1" or weights_update  # layer1's BatchNorms have no affine when frozen
         for block, ref_block in zip(getattr(net, layer_name), getattr(reference, layer_name), strict=True):
@@ -216,7 +219,7 @@ def test_zero_init_residual_starts_each_trainable_block_as_its_shortcut(weights_
 
 def test_rejects_wrong_stage_count():
     with pytest.raises(ValueError, match="4 stages"):
-        ResNetFea([3, 4, 6], [64, 256, 512], [256, 512, 1024], kernels=Kernels.CPU)
+        ResNetFea(BackboneSettings((3, 4, 6), (64, 256, 512), (256, 512, 1024)), kernels=Kernels.CPU)
 
 
 def test_folded_batch_norm_equals_conv_then_batch_norm_with_gradients():

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.FasterRcnn.roi_align import SingleRoIExtractor, roi_levels
-from src.FasterRcnn.settings import Kernels, RoiSettings
+from src.FasterRcnn.roi_align import SingleRoIExtractor
+from src.FasterRcnn.settings import RoiSettings
+from src.ops import Kernels
+from src.ops.roi_align import roi_levels
 from tests.helpers.roi_align_reference import AllLevelsThenSelect, roi_align_one
 
 OUT_SIZE, SAMPLE_NUM = 7, 2

@@ -12,8 +12,9 @@ from mindspore import Tensor
 
 from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.rpn import RPN
-from src.FasterRcnn.settings import AnchorSettings, Kernels, RpnSettings
+from src.FasterRcnn.settings import AnchorSettings, RpnSettings
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from tests.helpers.box_reference import np_encode, np_inside, ref_assign
 
 PARAMS_TSV = os.path.join(os.path.dirname(__file__), "data", "original_params.tsv")

@@ -4,10 +4,10 @@ import sys
 import mindspore as ms
 import pytest
 
-from src.FasterRcnn import Kernels
 from src.infra.errors import CheckpointError, ConfigError, DataError, DeviceError, TrainingError
 from src.infra.runtime import CPU_KERNELS_ENV, device_id, network_dtype, network_kernels, run_main, set_up_device
 from src.model_utils.config import get_config
+from src.ops import Kernels
 from src.tools.check_device import main as runtime_main
 
 

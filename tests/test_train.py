@@ -33,12 +33,13 @@ def _losses(log_path):
 def _model_zoo_resnet50(path):
     """A backbone checkpoint named as the model zoo's ImageNet ResNet-50 (classifier head included, 3x3 convs named
     conv2, down-sampling as down_sample_layer.0/1, no DCN offset/mask convs); random values."""
-    from src.FasterRcnn import Kernels  # noqa: PLC0415  (heavy; only this fixture builds it)
     from src.FasterRcnn.resnet import ResNetFea  # noqa: PLC0415
+    from src.FasterRcnn.settings import BackboneSettings  # noqa: PLC0415
+    from src.ops import Kernels  # noqa: PLC0415  (heavy; only this fixture builds it)
 
     cfg = get_config([])
     ms.set_seed(11)
-    backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.CPU)
+    backbone = ResNetFea(BackboneSettings.from_config(cfg), kernels=Kernels.CPU)
     entries = []
     for param in backbone.get_parameters():
         name = param.name
@@ -150,7 +151,8 @@ def test_resume_continues_like_the_uninterrupted_run(uninterrupted, data_root, t
 
 def test_checkpoint_reload_gives_the_same_outputs(uninterrupted):
     """Two networks built from different random initialisations compute the same detections once loaded."""
-    from src.FasterRcnn import Kernels, build_model  # noqa: PLC0415  (heavy; only this test builds the network)
+    from src.FasterRcnn import build_model  # noqa: PLC0415  (heavy; only this test builds the network)
+    from src.ops import Kernels  # noqa: PLC0415
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     cfg = get_config([a for a in TINY if not a.startswith("--python_multiprocessing")])

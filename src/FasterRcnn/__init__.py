@@ -5,6 +5,6 @@ from src.FasterRcnn.faster_rcnn_resnet50 import (
     build_infer_model,
     build_model,
 )
-from src.FasterRcnn.settings import Kernels, ModelSettings
+from src.FasterRcnn.settings import ModelSettings
 
-__all__ = ["FasterRcnnInfer", "FasterRcnnResnet50", "Kernels", "ModelSettings", "build_infer_model", "build_model"]
+__all__ = ["FasterRcnnInfer", "FasterRcnnResnet50", "ModelSettings", "build_infer_model", "build_model"]

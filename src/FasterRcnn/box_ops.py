@@ -10,18 +10,14 @@ operators compute on this MindSpore build is pinned by tests/test_box_ops.py aga
 - decode: inverse of encode with dw, dh clamped to |log(wh_ratio_clip)|; x1 = cx - w/2 + 0.5, x2 = cx + w/2 - 0.5;
   x clipped to [0, max_w] and y to [0, max_h] (the canvas size itself, not size - 1).
 - inside: x1 >= 0, y1 >= 0, x2 <= w * ratio - 1, y2 <= h * ratio - 1 for img_meta (h, w, ratio).
-- NMS: boxes sorted by score (descending), IoU WITHOUT "+1", a box is dropped if its IoU with a kept box is
-  strictly above the threshold (exact greedy NMS).
+
+NMS is `src.ops.nms.nms_with_mask`.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mindspore import Tensor, nn, ops
-
-from src.custom_ops import NmsWithMask
-
-from .settings import Kernels
+from mindspore import Tensor, ops
 
 # The original's (and MindSpore's) default limit on the decoded size change: |dw|, |dh| <= |log(0.016)|.
 DEFAULT_WH_RATIO_CLIP = 0.016
@@ -52,12 +48,3 @@ def decode_boxes(boxes: Tensor, deltas: Tensor, max_shape: Sequence[int], means:
 def boxes_inside(boxes: Tensor, img_meta: Tensor) -> Tensor:
     """Which boxes (N, 4) lie fully inside the image of img_meta (3,) = (h, w, ratio): (N,) bool."""
     return ops.check_valid(boxes, img_meta)
-
-
-def nms_with_mask(iou_threshold: float, kernels: Kernels) -> nn.Cell:
-    """Greedy NMS as a cell: dets (K, 5) [x1, y1, x2, y2, score] -> (dets sorted by descending score (K, 5),
-    indices (K,) int32 = 0..K-1, keep mask (K,) bool aligned with the sorted rows). `ops.NMSWithMask`, or with
-    Kernels.CPU the custom kernel that gives its outputs without filling the whole K x K IoU matrix."""
-    if kernels is Kernels.CPU:
-        return NmsWithMask(float(iou_threshold))
-    return ops.NMSWithMask(float(iou_threshold))

@@ -13,6 +13,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from src.ops import Kernels
+
 from .anchor_generator import multi_level_anchors
 from .bbox_assign_sample_stage2 import BboxAssignSampleForRcnn
 from .fpn_neck import FeatPyramidNeck
@@ -21,7 +23,7 @@ from .rcnn import DetectionOutput, Rcnn
 from .resnet import ResNetFea
 from .roi_align import SingleRoIExtractor
 from .rpn import RPN
-from .settings import Kernels, ModelSettings
+from .settings import ModelSettings
 
 if TYPE_CHECKING:
     from src.model_utils.config import Config
@@ -60,14 +62,9 @@ class FasterRcnnResnet50(nn.Cell):
         self.num_roi_levels = len(settings.roi.featmap_strides)
         self.anchor_list = tuple(Tensor(anchors) for anchors in multi_level_anchors(settings.anchors))
 
-        backbone = settings.backbone
-        self.backbone = ResNetFea(backbone.layer_nums, backbone.in_channels, backbone.out_channels,
-                                  weights_update=backbone.weights_update, bn_training=backbone.bn_training,
-                                  zero_init_residual=backbone.zero_init_residual, kernels=kernels)
-        fpn = settings.fpn
+        self.backbone = ResNetFea(settings.backbone, kernels=kernels)
         # Named as in the original's checkpoints (sic): its parameters are fpn_ncek.*. Read it as `fpn_neck`.
-        self.fpn_ncek = FeatPyramidNeck(fpn.in_channels, fpn.out_channels, fpn.num_outs, fpn.feature_shapes,
-                                        kernels=kernels)
+        self.fpn_ncek = FeatPyramidNeck(settings.fpn, kernels=kernels)
         self.rpn_with_loss = RPN(settings.rpn, settings.batch_size, kernels=kernels)
         # The RPN is class-agnostic: every gt is "object".
         self.rpn_gt_labels = Tensor(np.ones((settings.batch_size, settings.rpn.assigner.num_gts), np.int32))

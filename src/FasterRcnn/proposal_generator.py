@@ -5,8 +5,10 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
-from .box_ops import decode_boxes, nms_with_mask
-from .settings import Kernels, ProposalSettings
+from src.ops import Kernels, nms_with_mask
+
+from .box_ops import decode_boxes
+from .settings import ProposalSettings
 
 # Score given to NMS-suppressed rows before the final ranking (the original's; representable in float16).
 SUPPRESSED_SCORE = -65500.0
@@ -21,7 +23,7 @@ class Proposal(nn.Cell):
         settings: the training or the test instance (nms_pre, nms_thr, max_num, the levels' anchor counts, the
             canvas, the deltas' means and stds).
         batch_size: B, images per call.
-        kernels: which NMS runs (see box_ops.nms_with_mask).
+        kernels: which NMS runs (see src.ops.nms_with_mask).
 
     construct(cls_scores (L maps (B, A, H_l, W_l)), bbox_preds (L maps (B, A * 4, H_l, W_l)),
               anchor_list (L Tensors (H_l * W_l * A, 4))) ->
@@ -31,7 +33,7 @@ class Proposal(nn.Cell):
 
     def __init__(self, settings: ProposalSettings, batch_size: int, kernels: Kernels):
         super().__init__()
-        self.nms = nms_with_mask(settings.nms_thr, kernels)
+        self.nms = nms_with_mask(kernels, settings.nms_thr)
         self.max_num = settings.max_num
         self.batch_size = batch_size
         self.level_k = settings.level_k

@@ -10,8 +10,10 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, initializer
 
-from .box_ops import decode_boxes, nms_with_mask
-from .settings import DetectionSettings, Kernels, RcnnSettings
+from src.ops import Kernels, nms_with_mask
+
+from .box_ops import decode_boxes
+from .settings import DetectionSettings, RcnnSettings
 
 
 class DenseNoTranpose(nn.Cell):
@@ -103,7 +105,7 @@ class DetectionOutput(nn.Cell):
     Softmax scores; every RoI decoded with each class's deltas (BoundingBoxDecode, clipped to the img_shape
     canvas, the settings' means/stds); boxes divided by the image's resize factors (x by scale_w, y by scale_h);
     then per class: candidates = RoI valid and score > score_thr (others get box -1 and score 0), sorted by score
-    (TopK over all RoIs), NMSWithMask(iou_thr) (its CPU kernel with Kernels.CPU); a row is kept if valid and not
+    (TopK over all RoIs), NMSWithMask(iou_thr) (`src.ops.nms_with_mask`); a row is kept if valid and not
     suppressed.
 
     construct(cls_logits (B*N, K), box_deltas (B*N, K*4), rois (B*N, 4) x1, y1, x2, y2 in input pixels,
@@ -122,7 +124,7 @@ class DetectionOutput(nn.Cell):
         self.max_shape = settings.img_shape
         self.means = settings.target_means
         self.stds = settings.target_stds
-        self.nms = nms_with_mask(settings.iou_thr, kernels)
+        self.nms = nms_with_mask(kernels, settings.iou_thr)
         labels = np.repeat(np.arange(self.num_fg, dtype=np.int32), self.rois_per_image)
         self.labels = Tensor(labels.reshape(1, -1, 1))
 

@@ -9,25 +9,23 @@ for training from scratch.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
-from .conv import conv3x3, winograd_for
+from src.ops import Kernels, conv3x3
+
 from .dcn_v2 import DeformConv2d
-from .settings import Kernels
+from .settings import BackboneSettings
 
 NUM_STAGES = 4
 EXPANSION = 4  # bottleneck: out_channels = 4 x the 3x3 conv's channels
-# MindSpore convention: moving = momentum * moving + (1 - momentum) * batch. The original passes 0.1, which never
-# acts (its statistics are frozen); with bn_training the usual 0.9 keeps the moving statistics usable for eval.
+# MindSpore convention: moving = momentum * moving + (1 - momentum) * batch; acts only with bn_training.
 BN_MOMENTUM = 0.9
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
-    """Conv without bias, He-normal initialised (the original's constant 0.01 cannot learn from scratch)."""
+    """Conv without bias, He-normal initialised."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
                      has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
 
@@ -110,12 +108,12 @@ class ResidualBlock(_Bottleneck):
 
     def _build_spatial(self, channels: int, stride: int, kernels: Kernels) -> None:
         self.conv2 = _conv(channels, channels, 3, stride=stride, padding=1)
-        self.winograd = winograd_for(kernels, stride)
+        self.folded_conv2 = conv3x3(kernels, stride)
 
     def _spatial_bn(self, x: Tensor, fold: bool) -> Tensor:
-        if fold and self.winograd is not None:
+        if fold:
             weight, shift = fold_batch_norm(self.conv2.weight, self.bn2, x.dtype)
-            return conv3x3(x, weight, shift, self.winograd)
+            return self.folded_conv2(x, weight, shift)
         return _conv_bn(self.conv2, self.bn2, x, fold)
 
 
@@ -151,15 +149,15 @@ def _make_stage(block: type, num_blocks: int, in_channels: int, out_channels: in
 class ResNetFea(nn.Cell):
     """ResNet-50 feature extractor: (N, 3, H, W) -> (c2, c3, c4, c5) at strides 4, 8, 16, 32.
 
-    layer_nums, in_channels, out_channels: per stage ([3, 4, 6, 3], [64, 256, 512, 1024], [256, 512, 1024, 2048]);
-    weights_update, bn_training, zero_init_residual: see the module docstring; kernels: what computes the
-    deformable convolutions. Spatial sizes are ceil(H / stride), ceil(W / stride).
+    settings: layer_nums, in_channels, out_channels per stage ((3, 4, 6, 3), (64, 256, 512, 1024),
+    (256, 512, 1024, 2048)); weights_update, bn_training, zero_init_residual: see the module docstring. kernels:
+    what computes the 3x3 and deformable convolutions. Spatial sizes are ceil(H / stride), ceil(W / stride).
     """
 
-    def __init__(self, layer_nums: Sequence[int], in_channels: Sequence[int], out_channels: Sequence[int],
-                 weights_update: bool = False, bn_training: bool = False, zero_init_residual: bool = False, *,
-                 kernels: Kernels):
+    def __init__(self, settings: BackboneSettings, *, kernels: Kernels):
         super().__init__()
+        layer_nums, in_channels, out_channels = settings.layer_nums, settings.in_channels, settings.out_channels
+        weights_update, bn_training = settings.weights_update, settings.bn_training
         if not len(layer_nums) == len(in_channels) == len(out_channels) == NUM_STAGES:
             raise ValueError(f"ResNetFea needs {NUM_STAGES} stages in layer_nums, in_channels and out_channels, got "
                              f"{list(layer_nums)}, {list(in_channels)}, {list(out_channels)}")
@@ -179,7 +177,7 @@ class ResNetFea(nn.Cell):
                                   bn_training=bn_training, kernels=kernels)
         self.layer4 = _make_stage(ResidualBlockDCN, layer_nums[3], in_channels[3], out_channels[3], 2,
                                   bn_training=bn_training, kernels=kernels)
-        if zero_init_residual:
+        if settings.zero_init_residual:
             self._zero_init_residual()
 
     def _zero_init_residual(self) -> None:

@@ -6,10 +6,11 @@ from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal
 
+from src.ops import Kernels, SameConv3x3
+
 from .bbox_assign_sample import BboxAssignSample
 from .box_ops import boxes_inside
-from .conv import SameConv3x3
-from .settings import Kernels, RpnSettings
+from .settings import RpnSettings
 
 # The original's head initialisation: weights N(0, 0.01), biases 0.
 HEAD_INIT_SIGMA = 0.01

@@ -1,14 +1,15 @@
-"""What the network is built from: one frozen dataclass per stage, and the kernel choice.
+"""What the network is built from: one frozen dataclass per stage.
 
 Each stage's `from_config(cfg)` is the only code that reads the config for that stage, and `ModelSettings` gathers
-them; the cells receive their own stage's settings (or plain arguments) and a `Kernels`, never the config or global
-state. Sizes are (height, width) in pixels of the padded input canvas, boxes are in input-image pixels.
+them; the cells receive their own stage's settings and a `Kernels` (src/ops), never the config or global state.
+Every field defaults to the value default_config.yaml gives it (768x1280 images, COCO's 81 classes), so a cell can
+be built without a Config. Sizes are (height, width) in pixels of the padded input canvas, boxes are in input-image
+pixels.
 """
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from src.infra.errors import ConfigError
@@ -19,16 +20,14 @@ if TYPE_CHECKING:
 Shape = tuple[int, int]  # (height, width)
 BoxCoding = tuple[float, ...]  # (dx, dy, dw, dh): means or stds normalising encoded box deltas
 
-
-class Kernels(enum.Enum):
-    """Which implementation computes ROIAlign, the deformable convolution's sampling, NMS and the FPN's and RPN's 3x3
-    convolutions."""
-
-    CPU = "cpu"  # this project's C++ kernels (src/custom_ops, Winograd 3x3 convs): the CPU only, faster there
-    MINDSPORE = "mindspore"  # MindSpore's operators (ROIAlign, DeformableOffsets, NMSWithMask): any device
-    # standard operators, deformable sampling and RoIAlign as gathers (gathered_ops.py), NMSWithMask: export.py's
-    # MINDIR (any device, no machine-local library, fast on the CPU); inference only
-    GATHER = "gather"
+# default_config.yaml's values, the defaults of the fields below
+IMG_SHAPE: Shape = (768, 1280)
+FEATURE_SHAPES: tuple[Shape, ...] = ((192, 320), (96, 160), (48, 80), (24, 40), (12, 20))  # P2..P6 of IMG_SHAPE
+NUM_ANCHORS = 3
+NUM_CLASSES = 81
+ZERO_MEANS: BoxCoding = (0.0, 0.0, 0.0, 0.0)
+RPN_STDS: BoxCoding = (1.0, 1.0, 1.0, 1.0)
+RCNN_STDS: BoxCoding = (0.1, 0.1, 0.2, 0.2)
 
 
 def _ints(values: Iterable) -> tuple[int, ...]:
@@ -47,12 +46,12 @@ def _shapes(values: Iterable) -> tuple[Shape, ...]:
 class BackboneSettings:
     """ResNet-50 with deformable 3x3 convolutions in layer2-4 (`ResNetFea`)."""
 
-    layer_nums: tuple[int, ...]  # residual blocks per stage (3, 4, 6, 3)
-    in_channels: tuple[int, ...]  # input channels per stage (64, 256, 512, 1024)
-    out_channels: tuple[int, ...]  # output channels per stage (256, 512, 1024, 2048)
-    weights_update: bool  # the stem conv and layer1 train too
-    bn_training: bool  # BatchNorms on batch statistics in training mode, else on their moving statistics
-    zero_init_residual: bool  # each trainable block's last BatchNorm scale starts at 0
+    layer_nums: tuple[int, ...] = (3, 4, 6, 3)  # residual blocks per stage
+    in_channels: tuple[int, ...] = (64, 256, 512, 1024)  # input channels per stage
+    out_channels: tuple[int, ...] = (256, 512, 1024, 2048)  # output channels per stage
+    weights_update: bool = False  # the stem conv and layer1 train too
+    bn_training: bool = False  # BatchNorms on batch statistics in training mode, else on their moving statistics
+    zero_init_residual: bool = False  # each trainable block's last BatchNorm scale starts at 0
 
     @classmethod
     def from_config(cls, cfg: Config) -> BackboneSettings:
@@ -65,10 +64,10 @@ class BackboneSettings:
 class FpnSettings:
     """The feature pyramid neck (`FeatPyramidNeck`)."""
 
-    in_channels: tuple[int, ...]  # channels of C2..C5 (256, 512, 1024, 2048)
-    out_channels: int  # channels of every output level (256)
-    num_outs: int  # output levels P2..P6 (5)
-    feature_shapes: tuple[Shape, ...]  # (h, w) of every output level, fine to coarse
+    in_channels: tuple[int, ...] = (256, 512, 1024, 2048)  # channels of C2..C5
+    out_channels: int = 256  # channels of every output level
+    num_outs: int = 5  # output levels P2..P6
+    feature_shapes: tuple[Shape, ...] = FEATURE_SHAPES  # (h, w) of every output level, fine to coarse
 
     @classmethod
     def from_config(cls, cfg: Config) -> FpnSettings:
@@ -80,11 +79,11 @@ class FpnSettings:
 class AnchorSettings:
     """Anchors of every FPN level (`multi_level_anchors`); a level's base size is its stride."""
 
-    strides: tuple[int, ...]  # stride of each level in pixels (4, 8, 16, 32, 64)
-    scales: tuple[float, ...]  # anchor side multipliers (8,)
-    ratios: tuple[float, ...]  # height / width ratios (0.5, 1.0, 2.0)
-    num_anchors: int  # A, anchors per position = len(scales) * len(ratios)
-    feature_shapes: tuple[Shape, ...]  # (h, w) of each level
+    strides: tuple[int, ...] = (4, 8, 16, 32, 64)  # stride of each level in pixels
+    scales: tuple[float, ...] = (8.0,)  # anchor side multipliers
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width ratios
+    num_anchors: int = NUM_ANCHORS  # A, anchors per position = len(scales) * len(ratios)
+    feature_shapes: tuple[Shape, ...] = FEATURE_SHAPES  # (h, w) of each level
 
     @classmethod
     def from_config(cls, cfg: Config) -> AnchorSettings:
@@ -100,17 +99,18 @@ class AnchorSettings:
 
 @dataclass(frozen=True)
 class AssignerSettings:
-    """Max-IoU assignment and random sampling of one stage (`BboxAssignSample`, `BboxAssignSampleForRcnn`)."""
+    """Max-IoU assignment and random sampling of one stage (`BboxAssignSample`, `BboxAssignSampleForRcnn`); the
+    defaults are the RPN's."""
 
-    num_gts: int  # G, gt slots per image
-    num_candidates: int  # N, anchors of all levels (RPN) or proposals per image (R-CNN)
-    pos_iou_thr: float  # best IoU >= this: positive
-    neg_iou_thr: float  # best IoU < this: negative
-    min_pos_iou: float  # a gt's best candidates are positives if their IoU reaches this
-    num_expected_pos: int  # P, positive slots
-    num_expected_neg: int  # Q, negative slots (at most Q - #positives used)
-    target_means: BoxCoding  # normalisation of the regression targets
-    target_stds: BoxCoding
+    num_gts: int = 128  # G, gt slots per image
+    num_candidates: int = NUM_ANCHORS * sum(h * w for h, w in FEATURE_SHAPES)  # N, anchors (RPN) or proposals (R-CNN)
+    pos_iou_thr: float = 0.7  # best IoU >= this: positive
+    neg_iou_thr: float = 0.3  # best IoU < this: negative
+    min_pos_iou: float = 0.3  # a gt's best candidates are positives if their IoU reaches this
+    num_expected_pos: int = 128  # P, positive slots
+    num_expected_neg: int = 256  # Q, negative slots (at most Q - #positives used)
+    target_means: BoxCoding = ZERO_MEANS  # normalisation of the regression targets
+    target_stds: BoxCoding = RPN_STDS
 
     @classmethod
     def from_config(cls, cfg: Config, stage: Literal["rpn", "rcnn"]) -> AssignerSettings:
@@ -134,14 +134,14 @@ class AssignerSettings:
 class RpnSettings:
     """The RPN head shared by every level and its training loss (`RPN`)."""
 
-    in_channels: int  # channels of each FPN map (256)
-    feat_channels: int  # channels of the shared 3x3 conv (256)
-    num_anchors: int  # A, anchors per position
-    cls_out_channels: int  # objectness logits per anchor (1: sigmoid)
-    num_levels: int  # FPN levels the head runs on (5)
-    cls_loss_weight: float
-    reg_loss_weight: float
-    assigner: AssignerSettings  # the training targets of the anchors
+    in_channels: int = 256  # channels of each FPN map
+    feat_channels: int = 256  # channels of the shared 3x3 conv
+    num_anchors: int = NUM_ANCHORS  # A, anchors per position
+    cls_out_channels: int = 1  # objectness logits per anchor (1: sigmoid)
+    num_levels: int = len(FEATURE_SHAPES)  # FPN levels the head runs on
+    cls_loss_weight: float = 1.0
+    reg_loss_weight: float = 1.0
+    assigner: AssignerSettings = field(default_factory=AssignerSettings)  # the training targets of the anchors
 
     @classmethod
     def from_config(cls, cfg: Config) -> RpnSettings:
@@ -154,16 +154,16 @@ class RpnSettings:
 
 @dataclass(frozen=True)
 class ProposalSettings:
-    """Proposals from the RPN's outputs (`Proposal`): one instance for training, one for inference."""
+    """Proposals from the RPN's outputs (`Proposal`): one instance for training, one for inference (the defaults)."""
 
-    nms_pre: int  # candidates per level (best objectness) going into NMS
-    nms_thr: float  # NMS IoU threshold
-    max_num: int  # proposals per image
-    num_anchors: int  # A, anchors per position
-    feature_shapes: tuple[Shape, ...]  # (h, w) of each level
-    img_shape: Shape  # the canvas decoded boxes are clipped to
-    target_means: BoxCoding  # normalisation of the RPN's deltas
-    target_stds: BoxCoding
+    nms_pre: int = 1000  # candidates per level (best objectness) going into NMS
+    nms_thr: float = 0.7  # NMS IoU threshold
+    max_num: int = 1000  # proposals per image
+    num_anchors: int = NUM_ANCHORS  # A, anchors per position
+    feature_shapes: tuple[Shape, ...] = FEATURE_SHAPES  # (h, w) of each level
+    img_shape: Shape = IMG_SHAPE  # the canvas decoded boxes are clipped to
+    target_means: BoxCoding = ZERO_MEANS  # normalisation of the RPN's deltas
+    target_stds: BoxCoding = RPN_STDS
 
     @classmethod
     def from_config(cls, cfg: Config, *, training: bool) -> ProposalSettings:
@@ -200,11 +200,11 @@ class ProposalSettings:
 class RoiSettings:
     """RoI feature extraction from the FPN levels (`SingleRoIExtractor`)."""
 
-    out_size: int  # pooled height = width (7)
-    sample_num: int  # bilinear samples per bin side (2)
-    out_channels: int  # channels of the pooled maps (256)
-    featmap_strides: tuple[int, ...]  # stride of each pooled level (4, 8, 16, 32)
-    finest_scale: float  # RoIs with sqrt(area) < 2 * finest_scale go to the first level (56)
+    out_size: int = 7  # pooled height = width
+    sample_num: int = 2  # bilinear samples per bin side
+    out_channels: int = 256  # channels of the pooled maps
+    featmap_strides: tuple[int, ...] = (4, 8, 16, 32)  # stride of each pooled level
+    finest_scale: float = 56.0  # RoIs with sqrt(area) < 2 * finest_scale go to the first level
 
     @classmethod
     def from_config(cls, cfg: Config) -> RoiSettings:
@@ -217,11 +217,11 @@ class RoiSettings:
 class RcnnSettings:
     """The R-CNN box head and its training loss (`Rcnn`)."""
 
-    representation_size: int  # flattened RoI feature size, channels * out_size**2
-    fc_out_channels: int  # width of the two shared fully connected layers (1024)
-    num_classes: int  # K, classes including background (81 for COCO)
-    cls_loss_weight: float
-    reg_loss_weight: float
+    representation_size: int = 256 * 7 * 7  # flattened RoI feature size, channels * out_size**2
+    fc_out_channels: int = 1024  # width of the two shared fully connected layers
+    num_classes: int = NUM_CLASSES  # K, classes including background (81 for COCO)
+    cls_loss_weight: float = 1.0
+    reg_loss_weight: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> RcnnSettings:
@@ -234,12 +234,12 @@ class RcnnSettings:
 class DetectionSettings:
     """Test-time decode and per-class NMS of the head's output (`DetectionOutput`)."""
 
-    num_classes: int  # K, classes including background
-    score_thr: float  # a class score must exceed this to be a candidate
-    iou_thr: float  # per-class NMS IoU threshold
-    img_shape: Shape  # the canvas decoded boxes are clipped to
-    target_means: BoxCoding  # normalisation of the head's deltas
-    target_stds: BoxCoding
+    num_classes: int = NUM_CLASSES  # K, classes including background
+    score_thr: float = 0.05  # a class score must exceed this to be a candidate
+    iou_thr: float = 0.5  # per-class NMS IoU threshold
+    img_shape: Shape = IMG_SHAPE  # the canvas decoded boxes are clipped to
+    target_means: BoxCoding = ZERO_MEANS  # normalisation of the head's deltas
+    target_stds: BoxCoding = RCNN_STDS
 
     @classmethod
     def from_config(cls, cfg: Config) -> DetectionSettings:
@@ -252,18 +252,20 @@ class DetectionSettings:
 class ModelSettings:
     """Everything `FasterRcnnResnet50` is built from."""
 
-    batch_size: int  # B in training
-    test_batch_size: int  # B in inference
-    backbone: BackboneSettings
-    fpn: FpnSettings
-    anchors: AnchorSettings
-    rpn: RpnSettings
-    train_proposals: ProposalSettings
-    test_proposals: ProposalSettings
-    rcnn_assigner: AssignerSettings
-    roi: RoiSettings
-    rcnn: RcnnSettings
-    detection: DetectionSettings
+    batch_size: int = 2  # B in training
+    test_batch_size: int = 2  # B in inference
+    backbone: BackboneSettings = field(default_factory=BackboneSettings)
+    fpn: FpnSettings = field(default_factory=FpnSettings)
+    anchors: AnchorSettings = field(default_factory=AnchorSettings)
+    rpn: RpnSettings = field(default_factory=RpnSettings)
+    train_proposals: ProposalSettings = field(default_factory=lambda: ProposalSettings(nms_pre=2000, max_num=2000))
+    test_proposals: ProposalSettings = field(default_factory=ProposalSettings)
+    rcnn_assigner: AssignerSettings = field(default_factory=lambda: AssignerSettings(
+        num_candidates=2000, pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5, num_expected_neg=512,
+        target_stds=RCNN_STDS))
+    roi: RoiSettings = field(default_factory=RoiSettings)
+    rcnn: RcnnSettings = field(default_factory=RcnnSettings)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelSettings:

@@ -18,9 +18,10 @@ from mindspore import Tensor, nn
 
 from src.checkpoint.detector import BACKBONE_PREFIX, name_listing, read_checkpoint
 from src.FasterRcnn.resnet import ResNetFea
-from src.FasterRcnn.settings import Kernels
+from src.FasterRcnn.settings import BackboneSettings
 from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
+from src.ops import Kernels
 
 _DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."))
 _CONV2 = re.compile(r"^(.*layer\d+\.\d+\.)conv2\.weight$")
@@ -112,6 +113,10 @@ def backbone_shapes(cfg=None) -> dict[str, tuple[int, ...]]:
     """Shape of each parameter of the config's ResNet-50 backbone (ResNetFea names; `cfg` default: the default
     config), the DCN offset/mask convs left out."""
     cfg = cfg if cfg is not None else get_config([])
-    backbone = ResNetFea(cfg.resnet_block, cfg.resnet_in_channels, cfg.resnet_out_channels, kernels=Kernels.MINDSPORE)
+    stages = BackboneSettings.from_config(cfg)
+    # the stage sizes only: the training options' initialisation would run a kernel (train.py calls this before it
+    # sets the device)
+    backbone = ResNetFea(BackboneSettings(stages.layer_nums, stages.in_channels, stages.out_channels),
+                         kernels=Kernels.MINDSPORE)
     return {p.name: tuple(p.shape) for p in backbone.get_parameters()
             if not any(part in p.name for part in _DCN_OFFSET_MASK)}

@@ -1,7 +1,7 @@
 """The inference network as an ONNX model, written by MindSpore's own ONNX exporter from export.py's graph.
 
 The graph is the MINDIR's (Kernels.GATHER: the deformable sampling and RoIAlign as gathers and matmuls,
-src/FasterRcnn/gathered_ops.py), so the ONNX model computes the network's numbers; MindSpore converts NMSWithMask to
+src/ops/gathered.py), so the ONNX model computes the network's numbers; MindSpore converts NMSWithMask to
 TopK + NonMaxSuppression + ScatterElements. What this module adds to the exporter's file: the outputs named
 `boxes`, `labels`, `masks`, and the sizes the model was exported for as metadata (METADATA_KEYS), which
 src/deploy/onnx_infer.py checks a request against. Batch and image size are fixed at export: the graph loops over

@@ -15,11 +15,12 @@ from collections.abc import Callable
 import mindspore as ms
 
 from src.checkpoint.detector import load_for_inference
-from src.FasterRcnn import Kernels, build_infer_model, build_model
+from src.FasterRcnn import build_infer_model, build_model
 from src.infra.errors import FAILURE_STATUS, DeviceError, FasterRcnnError
 from src.model_utils.config import get_config, parse_bool
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import run_with_modelarts
+from src.ops import Kernels
 
 # Set to 0 to run MindSpore's own operators on the CPU too (A/B comparisons, the graph GPU and Ascend run).
 CPU_KERNELS_ENV = "FASTER_RCNN_CPU_KERNELS"
@@ -53,7 +54,7 @@ def set_up_device(device_target: str, run_mode: str = "GRAPH", device_id: int = 
     if device_target == "GPU":
         ms.set_context(enable_graph_kernel=False)
     if device_target == "CPU":
-        # graph memory reuse (Ascend's default): training at 768x1280 peaks at 10.3 GB instead of 11.2 GB
+        # graph memory reuse (Ascend's default): a lower peak memory in training (bench/RESULTS.md)
         ms.set_context(memory_optimize_level=CPU_MEMORY_OPTIMIZE_LEVEL)
 
 

@@ -20,8 +20,9 @@ import numpy as np
 from mindspore import Tensor, nn
 from mindspore.nn import SGD
 
-from src.FasterRcnn import FasterRcnnResnet50, Kernels, build_model
+from src.FasterRcnn import FasterRcnnResnet50, build_model
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
+from src.ops import Kernels
 from tests.helpers.box_reference import np_iou
 from tests.helpers.reference_ckpt import DATA_DIR
 

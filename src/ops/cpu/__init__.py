@@ -7,13 +7,13 @@
 - `WinogradConv3x3`: a 3x3 stride-1 convolution by Winograd's F(4x4, 3x3), 4x fewer multiply-adds.
 
 Each gives the numbers (and gradients) of the MindSpore operator it replaces; see their docstrings and
-tests/test_custom_ops.py. Which implementation a network uses is its `Kernels` (src/FasterRcnn/settings.py).
+tests/test_custom_ops.py. The operator factories of `src.ops` choose them with `Kernels.CPU`.
 """
 
-from src.custom_ops.deform_conv import DeformConv2dOriginal
-from src.custom_ops.nms import NmsWithMask
-from src.custom_ops.roi_align import MultiLevelRoIAlign
-from src.custom_ops.upsample_add import UpsampleAdd2x
-from src.custom_ops.winograd_conv import WinogradConv3x3
+from src.ops.cpu.deform_conv import DeformConv2dOriginal
+from src.ops.cpu.nms import NmsWithMask
+from src.ops.cpu.roi_align import MultiLevelRoIAlign
+from src.ops.cpu.upsample_add import UpsampleAdd2x
+from src.ops.cpu.winograd_conv import WinogradConv3x3
 
 __all__ = ["DeformConv2dOriginal", "MultiLevelRoIAlign", "NmsWithMask", "UpsampleAdd2x", "WinogradConv3x3"]

@@ -7,8 +7,8 @@ gradient instead of a strided ReduceSum. See upsample_add.cc.
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from src.custom_ops.build import library_path
-from src.custom_ops.dtypes import require_float32
+from src.ops.cpu.build import library_path
+from src.ops.cpu.dtypes import require_float32
 
 
 class UpsampleAdd2x(nn.Cell):

@@ -30,6 +30,13 @@ constexpr int kTile = 4;             // output tile side
 constexpr int kIn = kTile + 2;       // input tile side
 constexpr int kPoints = kIn * kIn;   // 36 products per tile
 constexpr int64_t kBlockTiles = 96;  // tiles per block: one block's transforms stay in the core's cache
+// G of F(4x4, 3x3): a 3x3 filter g becomes the 6x6 G g G^T
+constexpr float kG[kIn][3] = {{0.25f, 0.0f, 0.0f},
+                              {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                              {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                              {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                              {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                              {0.0f, 0.0f, 1.0f}};
 
 int Fail(const char *message) {
   std::fprintf(stderr, "WinogradConv3x3: %s\n", message);
@@ -38,12 +45,6 @@ int Fail(const char *message) {
 
 // U[p][k][c] = (G g G^T)[p] for g = w[k, c] (or w[c, k] rotated by 180 degrees when `transposed`).
 void WeightTransform(const float *w, float *u, int64_t k_out, int64_t c_in, bool transposed) {
-  static const float kG[kIn][3] = {{0.25f, 0.0f, 0.0f},
-                                   {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                   {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                   {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                   {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                   {0.0f, 0.0f, 1.0f}};
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t k = 0; k < k_out; ++k) {
     for (int64_t c = 0; c < c_in; ++c) {
@@ -170,19 +171,22 @@ void TransformOutputSegment(const float *m, const float *bias, const Geometry &g
   }
 }
 
-int Convolve(const float *x, const float *w, const float *bias, float *y, const Geometry &g, bool transposed_weight) {
-  layout::Buffer u(static_cast<size_t>(kPoints * g.k * g.c));
-  if (!u.ok()) return Fail("out of memory");
-  WeightTransform(w, u.data(), g.k, g.c, transposed_weight);
-  // Blocks: segments of at most kBlockTiles tiles of one tile row.
+// Runs body(v, e, thread, n, ty, tx0, count) for every block of the map, a segment of `count` <= kBlockTiles tiles
+// (tx0, tx0 + 1, ...) of tile row ty of image n, on a team of `threads` threads (dynamic schedule, one block at a
+// time). v (kPoints x C x kBlockTiles) and e (kPoints x K x kBlockTiles) are the calling thread's scratch;
+// begin(thread, team size) runs once in every thread first. Returns false when a scratch buffer could not be had.
+template <typename Begin, typename Body>
+bool ForEachSegment(const Geometry &g, int threads, Begin begin, Body body) {
   const int64_t segments_per_row = (g.tiles_w + kBlockTiles - 1) / kBlockTiles;
   const int64_t blocks = g.n * g.tiles_h * segments_per_row;
   int failed = 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
+    const int thread = omp_get_thread_num();
+    begin(thread, omp_get_num_threads());
     layout::Buffer v(static_cast<size_t>(kPoints * g.c * kBlockTiles));
-    layout::Buffer m(static_cast<size_t>(kPoints * g.k * kBlockTiles));
-    if (!v.ok() || !m.ok()) {
+    layout::Buffer e(static_cast<size_t>(kPoints * g.k * kBlockTiles));
+    if (!v.ok() || !e.ok()) {
 #pragma omp atomic write
       failed = 1;
     }
@@ -192,16 +196,27 @@ int Convolve(const float *x, const float *w, const float *bias, float *y, const 
       const int64_t n = b / (g.tiles_h * segments_per_row);
       const int64_t ty = (b / segments_per_row) % g.tiles_h;
       const int64_t tx0 = (b % segments_per_row) * kBlockTiles;
-      const int64_t count = std::min(kBlockTiles, g.tiles_w - tx0);
-      TransformInputSegment(x, g, n, ty, tx0, count, v.data(), kBlockTiles, 0);
-      for (int p = 0; p < kPoints; ++p) {
-        dnnl_sgemm('N', 'N', g.k, count, g.c, 1.0f, u.data() + p * g.k * g.c, g.c, v.data() + p * g.c * kBlockTiles,
-                   kBlockTiles, 0.0f, m.data() + p * g.k * kBlockTiles, kBlockTiles);
-      }
-      TransformOutputSegment(m.data(), bias, g, n, ty, tx0, count, kBlockTiles, 0, y);
+      body(v.data(), e.data(), thread, n, ty, tx0, std::min(kBlockTiles, g.tiles_w - tx0));
     }
   }
-  return failed ? Fail("out of memory") : 0;
+  return !failed;
+}
+
+int Convolve(const float *x, const float *w, const float *bias, float *y, const Geometry &g, bool transposed_weight) {
+  layout::Buffer u(static_cast<size_t>(kPoints * g.k * g.c));
+  if (!u.ok()) return Fail("out of memory");
+  WeightTransform(w, u.data(), g.k, g.c, transposed_weight);
+  const bool done = ForEachSegment(
+      g, omp_get_max_threads(), [](int, int) {},
+      [&](float *v, float *m, int, int64_t n, int64_t ty, int64_t tx0, int64_t count) {
+        TransformInputSegment(x, g, n, ty, tx0, count, v, kBlockTiles, 0);
+        for (int p = 0; p < kPoints; ++p) {
+          dnnl_sgemm('N', 'N', g.k, count, g.c, 1.0f, u.data() + p * g.k * g.c, g.c, v + p * g.c * kBlockTiles,
+                     kBlockTiles, 0.0f, m + p * g.k * kBlockTiles, kBlockTiles);
+        }
+        TransformOutputSegment(m, bias, g, n, ty, tx0, count, kBlockTiles, 0, y);
+      });
+  return done ? 0 : Fail("out of memory");
 }
 
 // D[p][k][t] = (A dy_tile A^T)[p] for the tiles of one segment (outputs beyond the map count as zero).
@@ -256,47 +271,27 @@ void TransformGradSegment(const float *dy, const Geometry &g, int64_t n, int64_t
 }
 
 int FilterGradient(const float *x, const float *dy, float *dw, float *db, const Geometry &g) {
-  const int64_t segments_per_row = (g.tiles_w + kBlockTiles - 1) / kBlockTiles;
-  const int64_t blocks = g.n * g.tiles_h * segments_per_row;
   const int64_t z_size = kPoints * g.k * g.c + g.k;  // Z[p][k][c], then the thread's db[k]
   const int max_threads = omp_get_max_threads();
   layout::Buffer z(static_cast<size_t>(z_size * max_threads));  // per thread: Z[p][k][c]
   if (!z.ok()) return Fail("out of memory");
-  int failed = 0, threads = 1;
-#pragma omp parallel num_threads(max_threads)
-  {
-#pragma omp single
-    threads = omp_get_num_threads();
-    float *zt = z.data() + omp_get_thread_num() * z_size;
-    std::fill(zt, zt + z_size, 0.0f);
-    layout::Buffer v(static_cast<size_t>(kPoints * g.c * kBlockTiles));
-    layout::Buffer d(static_cast<size_t>(kPoints * g.k * kBlockTiles));
-    if (!v.ok() || !d.ok()) {
-#pragma omp atomic write
-      failed = 1;
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < blocks; ++b) {
-      if (failed) continue;
-      const int64_t n = b / (g.tiles_h * segments_per_row);
-      const int64_t ty = (b / segments_per_row) % g.tiles_h;
-      const int64_t tx0 = (b % segments_per_row) * kBlockTiles;
-      const int64_t count = std::min(kBlockTiles, g.tiles_w - tx0);
-      TransformInputSegment(x, g, n, ty, tx0, count, v.data(), kBlockTiles, 0);
-      TransformGradSegment(dy, g, n, ty, tx0, count, d.data(), kBlockTiles, zt + kPoints * g.k * g.c);
-      for (int p = 0; p < kPoints; ++p) {
-        dnnl_sgemm('N', 'T', g.k, g.c, count, 1.0f, d.data() + p * g.k * kBlockTiles, kBlockTiles,
-                   v.data() + p * g.c * kBlockTiles, kBlockTiles, 1.0f, zt + p * g.k * g.c, g.c);
-      }
-    }
-  }
-  if (failed) return Fail("out of memory");
-  static const float kG[kIn][3] = {{0.25f, 0.0f, 0.0f},
-                                   {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                   {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                   {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                   {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                   {0.0f, 0.0f, 1.0f}};
+  int threads = 1;
+  const bool done = ForEachSegment(
+      g, max_threads,
+      [&](int thread, int team) {
+        if (thread == 0) threads = team;
+        std::fill(z.data() + thread * z_size, z.data() + (thread + 1) * z_size, 0.0f);
+      },
+      [&](float *v, float *d, int thread, int64_t n, int64_t ty, int64_t tx0, int64_t count) {
+        float *zt = z.data() + thread * z_size;
+        TransformInputSegment(x, g, n, ty, tx0, count, v, kBlockTiles, 0);
+        TransformGradSegment(dy, g, n, ty, tx0, count, d, kBlockTiles, zt + kPoints * g.k * g.c);
+        for (int p = 0; p < kPoints; ++p) {
+          dnnl_sgemm('N', 'T', g.k, g.c, count, 1.0f, d + p * g.k * kBlockTiles, kBlockTiles, v + p * g.c * kBlockTiles,
+                     kBlockTiles, 1.0f, zt + p * g.k * g.c, g.c);
+        }
+      });
+  if (!done) return Fail("out of memory");
   const float *zs = z.data();
   for (int64_t k = 0; k < g.k; ++k) {
     float sum = 0.0f;

@@ -2,8 +2,8 @@
 exported graph (Kernels.GATHER): the bilinear samples read rows of a channels-last copy of the maps (Gather), so the
 work is contiguous runs over channels, and their weights are applied by batched matmuls (per DCN sample its four
 corners; per RoI the separable row and column weights of ROIAlign); the graph references no machine-local library.
-Only export.py builds it; the arithmetic is the CPU kernels' (src/custom_ops/*.cc), which is the original's on
-MindSpore's operators (src/FasterRcnn/dcn_v2.py, roi_align.py). Index tables are NumPy constants and no integer `%` or
+Only export.py builds it; the arithmetic is the CPU kernels' (src/ops/cpu/*.cc), which is the original's on
+MindSpore's operators (src/ops/deform_conv.py, roi_align.py). Index tables are NumPy constants and no integer `%` or
 LogicalNot is used: MindSpore's ONNX exporter converts every operator here, so export.py's ONNX file is this graph.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _edge_clamped_axis(position: Tensor, size: int) -> tuple[Tensor, Tensor, Ten
 
 
 def deform_conv2d_gathered(x: Tensor, weight: Tensor, offset_mask: Tensor, stride: int, kernel_size: int) -> Tensor:
-    """The original's modulated deformable conv (see dcn_v2.py): tap k = K a + b of output pixel (i, j) samples x
+    """The original's modulated deformable conv (see deform_conv.py): tap k = K a + b of output pixel (i, j) samples x
     at row clip(s i + a + dy_k, 0, H-1), column clip(s j + b + dx_k, 0, W-1), times sigmoid(m_k).
 
     x: (N, C, H, W); weight: (O, C, K, K); offset_mask: (N, 3 K^2, Ho, Wo) = [dy, dx, mask logits].

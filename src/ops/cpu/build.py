@@ -17,7 +17,7 @@ from pathlib import Path
 from src.infra.fileio import atomic_path
 
 SOURCE_DIR = Path(__file__).resolve().parent
-BUILD_DIR = SOURCE_DIR.parents[1] / "build" / "custom_ops"
+BUILD_DIR = SOURCE_DIR.parents[2] / "build" / "custom_ops"
 COMPILER = "g++"
 COMPILE_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off")
 

@@ -10,8 +10,8 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
-from src.custom_ops.build import library_path
-from src.custom_ops.dtypes import require_float32
+from src.ops.cpu.build import library_path
+from src.ops.cpu.dtypes import require_float32
 
 ROI_COLUMNS = 5  # batch index, x1, y1, x2, y2
 NUM_LEVELS = 4  # P2..P5, as the original's extractor

@@ -13,8 +13,8 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
-from src.custom_ops.build import library_path
-from src.custom_ops.dtypes import require_float32
+from src.ops.cpu.build import library_path
+from src.ops.cpu.dtypes import require_float32
 
 OFFSET_MASK_GROUPS = 3  # row offsets, column offsets, mask logits
 

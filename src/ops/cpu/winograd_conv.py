@@ -8,8 +8,12 @@ output's std for 256 channels), in the forward pass and in both gradients. See w
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from src.custom_ops.build import library_path
-from src.custom_ops.dtypes import require_float32
+from src.ops.cpu.build import library_path
+from src.ops.cpu.dtypes import require_float32
+
+# Below this many output pixels per map a 256 -> 256 direct convolution is faster than Winograd's (too few tiles to
+# keep the products efficient; bench/RESULTS.md): the FPN's and the RPN head's convs use the direct one there.
+WINOGRAD_MIN_PIXELS = 48 * 80
 
 
 def _check_shapes(x_shape, w_shape, b_shape) -> None:
