@@ -11,7 +11,7 @@ os.environ.setdefault("GLOG_v", "3")  # before any test module imports MindSpore
 import mindspore as ms  # noqa: E402
 import pytest  # noqa: E402
 
-from src.FasterRcnn import Kernels  # noqa: E402
+from src.ops import Kernels  # noqa: E402
 from tests.helpers.processes import run_script  # noqa: E402
 from tests.helpers.reference_ckpt import write_reference_ckpt  # noqa: E402
 

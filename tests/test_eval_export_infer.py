@@ -14,11 +14,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn
-from src.evaluation.evaluator.visualize import class_color, draw_detections
 
 from src.checkpoint.detector import load_for_inference, match_checkpoint, read_checkpoint
 from src.deploy.mindir_app import read_raw_outputs
 from src.deploy.model_facts import read_mindir
+from src.evaluation.visualize import class_color, draw_detections
 from src.FasterRcnn import build_infer_model, build_model
 from src.infra.errors import CheckpointError
 from src.model_utils.config import ROOT, get_config
