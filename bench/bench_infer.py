@@ -23,7 +23,7 @@ import time
 
 import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import (  # noqa: E402
@@ -38,7 +38,7 @@ from bench.bench_common import (  # noqa: E402
     time_calls,
 )
 from src.deploy.export import export_network  # noqa: E402
-from src.deploy.onnx_infer import onnx_detector  # noqa: E402
+from src.deploy.exported import exported_detector  # noqa: E402
 from src.FasterRcnn import build_infer_model  # noqa: E402
 from src.ops import Kernels  # noqa: E402
 
@@ -75,10 +75,9 @@ def main() -> None:
     result = {"bench": "infer", "img": [args.img_height, args.img_width], "batch": args.batch_size,
               "compile_s": round(timing.compile_s, 2), "s_per_image_median": round(timing.median / args.batch_size, 3),
               "peak_rss_mb": round(rss)}
-    if not args.no_mindir:
-        result.update(bench_mindir(net, cfg, img, metas, masks, args))
-    if args.onnx:
-        result.update(bench_onnx(net, cfg, img, metas, masks, args))
+    for file_format, wanted in (("MINDIR", not args.no_mindir), ("ONNX", args.onnx)):
+        if wanted:
+            result.update(bench_exported(net, cfg, img, metas, masks, args, file_format))
     print(json.dumps(result))
 
 
@@ -88,30 +87,38 @@ def call_rows(timing: Timing, batch_size: int) -> list[tuple[str, str]]:
     return [*timing.rows("call"), ("s/image", f"{per_image:.3f}"), ("images/s", f"{1 / per_image:.3f}")]
 
 
-def bench_mindir(net, cfg, img, metas, net_masks, args) -> dict:
-    """Export `net`'s weights with `export_network` (src/deploy/export.py) and run the MINDIR through GraphCell;
-    prints a table, returns the json fields."""
-    with tempfile.TemporaryDirectory(prefix="bench_mindir_") as folder:
-        path, export_s, size_mb = export_weights(net, cfg, folder, "MINDIR", args.batch_size)
+# (json key prefix, table title) of each exported format
+EXPORTED = {"MINDIR": ("mindir", "export.py's MINDIR (mindspore.load + nn.GraphCell)"),
+            "ONNX": ("onnx", "export.py's ONNX file (onnxruntime, CPU, intra-op threads: {threads})")}
+
+
+def bench_exported(net, cfg, img, metas, net_masks, args, file_format: str) -> dict:
+    """Export `net`'s weights with `export_network` (src/deploy/export.py) in `file_format` and time the file as it
+    is deployed (src/deploy/exported.py: the MINDIR through GraphCell, the ONNX file in onnxruntime); prints a
+    table, returns the json fields."""
+    key, title = EXPORTED[file_format]
+    with tempfile.TemporaryDirectory(prefix=f"bench_{key}_") as folder:
+        path, export_s, size_mb = export_weights(net, cfg, folder, file_format, args.batch_size)
         start = time.perf_counter()
-        graph = nn.GraphCell(ms.load(path))
+        detect, _, _ = exported_detector(path, threads=args.onnx_threads)
         load_s = time.perf_counter() - start
+    images, image_metas = img.asnumpy(), metas.asnumpy()
 
     def run_once():
-        return graph(img, metas)[2].asnumpy()
+        return detect(images, image_metas)[2]
 
     timing = time_calls(run_once, args.warmup, args.steps)
     candidates = int(run_once().sum())
-    print_table(f"export.py's MINDIR (mindspore.load + nn.GraphCell), {args.img_height}x{args.img_width}, "
-                f"batch {args.batch_size}", [
+    threads = args.onnx_threads or f"onnxruntime's default ({os.cpu_count()} logical CPUs)"
+    print_table(f"{title.format(threads=threads)}, {args.img_height}x{args.img_width}, batch {args.batch_size}", [
         ("export (export.py's export_network)", f"{export_s:.1f} s, {size_mb:.0f} MB"),
-        ("load (mindspore.load)", f"{load_s:.1f} s"),
+        ("load (mindspore.load / onnxruntime.InferenceSession)", f"{load_s:.1f} s"),
         *call_rows(timing, args.batch_size),
         ("candidate detections", f"{candidates} (the network: {int(net_masks.sum())})"),
         ("peak RSS (whole run)", f"{peak_rss_mb():.0f} MB"),
     ])
-    return {"export_s": round(export_s, 2), "mindir_compile_s": round(timing.compile_s, 2),
-            "mindir_s_per_image_median": round(timing.median / args.batch_size, 3)}
+    return {f"{key}_export_s": round(export_s, 2), f"{key}_first_call_extra_s": round(timing.compile_s, 2),
+            f"{key}_s_per_image_median": round(timing.median / args.batch_size, 3)}
 
 
 def export_weights(net, cfg, folder: str, file_format: str, batch_size: int) -> tuple[str, float, float]:
@@ -124,34 +131,6 @@ def export_weights(net, cfg, folder: str, file_format: str, batch_size: int) -> 
     path = export_network(cfg.replace(ckpt_file=weights, file_format=file_format,
                                       file_name=os.path.join(folder, "faster_rcnn_dcn")), batch_size)
     return path, time.perf_counter() - start, os.path.getsize(path) / 2 ** 20
-
-
-def bench_onnx(net, cfg, img, metas, net_masks, args) -> dict:
-    """Export `net`'s weights to ONNX with `export_network` (src/deploy/export.py) and time onnxruntime (CPU)
-    on it; prints a table, returns the json fields."""
-    with tempfile.TemporaryDirectory(prefix="bench_onnx_") as folder:
-        path, export_s, size_mb = export_weights(net, cfg, folder, "ONNX", args.batch_size)
-        start = time.perf_counter()
-        detect, _, _ = onnx_detector(path, threads=args.onnx_threads)
-        load_s = time.perf_counter() - start
-    images, image_metas = img.asnumpy(), metas.asnumpy()
-
-    def run_once():
-        return detect(images, image_metas)[2]
-
-    timing = time_calls(run_once, args.warmup, args.steps)
-    candidates = int(run_once().sum())
-    threads = args.onnx_threads or f"onnxruntime's default ({os.cpu_count()} logical CPUs)"
-    print_table(f"export.py's ONNX file (onnxruntime, CPU, intra-op threads: {threads}), "
-                f"{args.img_height}x{args.img_width}, batch {args.batch_size}", [
-        ("export (export.py's export_network)", f"{export_s:.1f} s, {size_mb:.0f} MB"),
-        ("session (onnxruntime.InferenceSession)", f"{load_s:.1f} s"),
-        *call_rows(timing, args.batch_size),
-        ("candidate detections", f"{candidates} (the network: {int(net_masks.sum())})"),
-        ("peak RSS (whole run)", f"{peak_rss_mb():.0f} MB"),
-    ])
-    return {"onnx_export_s": round(export_s, 2), "onnx_first_call_extra_s": round(timing.compile_s, 2),
-            "onnx_s_per_image_median": round(timing.median / args.batch_size, 3)}
 
 
 if __name__ == "__main__":

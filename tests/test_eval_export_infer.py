@@ -73,27 +73,27 @@ def exported(reference_mindir):
     return Path(reference_mindir)
 
 
-@pytest.fixture(scope="module")
-def inferred(work, exported):
-    folder = work / "infer"
+def run_infer_script(work, model, folder_name: str):
+    """scripts/run_infer_310.sh on the CPU with export.py's `model` (MINDIR or ONNX) on the val images, in
+    work/<folder_name>; the folder."""
+    folder = work / folder_name
     folder.mkdir()
     anno = work / "coco" / "annotations" / "instances_val2017.json"
-    result = run_script("scripts/run_infer_310.sh", [exported, work / "coco" / "val2017", anno, "0", "CPU"],
+    result = run_script("scripts/run_infer_310.sh", [model, work / "coco" / "val2017", anno, "0", "CPU"],
                         cwd=folder, check=True, timeout=None)
-    assert "Average Precision" in result.stdout
+    assert "Average Precision" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
     return folder
+
+
+@pytest.fixture(scope="module")
+def inferred(work, exported):
+    return run_infer_script(work, exported, "infer")
 
 
 @pytest.fixture(scope="module")
 def onnx_inferred(work, reference_onnx):
-    """run_infer_310.sh on the CPU with export.py's ONNX file of the same weights (onnxruntime)."""
-    folder = work / "infer_onnx"
-    folder.mkdir()
-    anno = work / "coco" / "annotations" / "instances_val2017.json"
-    result = run_script("scripts/run_infer_310.sh", [reference_onnx, work / "coco" / "val2017", anno, "0", "CPU"],
-                        cwd=folder, check=True, timeout=None)
-    assert "Average Precision" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
-    return folder
+    """The same with export.py's ONNX file of the same weights (onnxruntime)."""
+    return run_infer_script(work, reference_onnx, "infer_onnx")
 
 
 @pytest.fixture(scope="module")

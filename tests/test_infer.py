@@ -345,28 +345,18 @@ def test_pictures_are_drawn_on_the_images(work, inferred):
 
 
 @pytest.mark.slow
-def test_the_exported_mindir_gives_the_same_detections(work, inferred, reference_mindir):
-    python("infer.py", "--device_target=CPU", f"--mindir={reference_mindir}",
-           f"--images={work / 'coco' / 'val2017'}", "--score_thr=0", f"--detections_dir={work / 'out_mindir'}",
-           cwd=work)  # the input size is the MINDIR's (the config's 768x1280 is not used)
+@pytest.mark.parametrize("option, fixture", [("--mindir", "reference_mindir"), ("--onnx", "reference_onnx")],
+                         ids=["mindir", "onnx"])
+def test_an_exported_model_gives_the_same_detections(work, inferred, option, fixture, request):
+    """export.py's MINDIR (MindSpore's runtime) and ONNX file (onnxruntime): their input size and classes, the
+    checkpoint's detections."""
+    out = work / f"out_{option.strip('-')}"
+    python("infer.py", f"{option}={request.getfixturevalue(fixture)}", f"--images={work / 'coco' / 'val2017'}",
+           "--score_thr=0", f"--detections_dir={out}", cwd=work)
     by_checkpoint = json.loads((inferred[0] / "detections.json").read_text())
-    by_mindir = json.loads((work / "out_mindir" / "detections.json").read_text())
-    assert [r["file"] for r in by_mindir] == [r["file"] for r in by_checkpoint]
-    for a, b in zip(by_checkpoint, by_mindir, strict=True):
-        assert len(a["scores"]) == len(b["scores"]) > 10
-        assert a["names"] == b["names"] and a["labels"] == b["labels"]
-        np.testing.assert_allclose(a["scores"], b["scores"], atol=SCORE_TOLERANCE)
-        np.testing.assert_allclose(a["boxes"], b["boxes"], atol=BOX_TOLERANCE)
-
-
-@pytest.mark.slow
-def test_the_exported_onnx_file_gives_the_same_detections_in_onnxruntime(work, inferred, reference_onnx):
-    python("infer.py", f"--onnx={reference_onnx}", f"--images={work / 'coco' / 'val2017'}", "--score_thr=0",
-           f"--detections_dir={work / 'out_onnx'}", cwd=work)  # its input size and classes: the ONNX file's
-    by_checkpoint = json.loads((inferred[0] / "detections.json").read_text())
-    by_onnx = json.loads((work / "out_onnx" / "detections.json").read_text())
-    assert [r["file"] for r in by_onnx] == [r["file"] for r in by_checkpoint]
-    for a, b in zip(by_checkpoint, by_onnx, strict=True):
+    by_export = json.loads((out / "detections.json").read_text())
+    assert [r["file"] for r in by_export] == [r["file"] for r in by_checkpoint]
+    for a, b in zip(by_checkpoint, by_export, strict=True):
         assert len(a["scores"]) == len(b["scores"]) > 10
         assert a["names"] == b["names"] and a["labels"] == b["labels"]
         np.testing.assert_allclose(a["scores"], b["scores"], atol=SCORE_TOLERANCE)
