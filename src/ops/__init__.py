@@ -14,7 +14,7 @@ the CPU with FASTER_RCNN_CPU_KERNELS=0; GATHER: export.py's MINDIR and ONNX grap
 
 The gathers are gathered.py (standard operators that MindSpore's ONNX exporter converts).
 The C++ kernels (src/ops/cpu, compiled with g++ on first use into build/custom_ops/) run on the CPU only and never
-go into an exported graph (a MINDIR must not reference a machine-local library); `src.runtime.network_kernels`
+go into an exported graph (a MINDIR must not reference a machine-local library); `src.infra.runtime.network_kernels`
 picks the mode. Every implementation computes the numbers of the MindSpore operators the original uses
 (tests/test_custom_ops.py, tests/test_fidelity*.py).
 """
