@@ -284,14 +284,9 @@ class PendingCheckpoint:
         reason when it cannot be written (disk full), nothing left behind."""
         self._discard()
         try:
+            # save_checkpoint writes `<tmp without .ckpt>.tmp` first: atomic_path removes it on failure
             with atomic_path(pending_path(final)) as tmp, _quiet_mindspore_log():
-                # save_checkpoint writes `<tmp without .ckpt>.tmp` first and renames it to `tmp`
-                library_tmp = os.path.splitext(tmp)[0] + ".tmp"
-                try:
-                    save_checkpoint(cell, tmp, append_dict=append_dict)
-                finally:
-                    with contextlib.suppress(OSError):
-                        os.remove(library_tmp)
+                save_checkpoint(cell, tmp, append_dict=append_dict)
         except WriteError as err:
             cause = err.__cause__
             reason = os_reason(cause) if isinstance(cause, OSError) else str(err)
