@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import mindspore as ms
 import numpy as np
@@ -24,7 +24,7 @@ from src.evaluation.visualize import draw_detections, picture_for, save_png
 from src.infra.errors import CheckpointError, ConfigError, DataError, InferError, OutputError, WriteError
 from src.infra.fileio import write_json_atomic
 from src.infra.progress import Progress
-from src.infra.run_lock import hold_folder, release_folder
+from src.infra.run_lock import holding
 from src.infra.runtime import load_inference_network
 from src.util import select_detections
 
@@ -91,25 +91,10 @@ def check_detections_dir(out_dir: str, files: Sequence[str]) -> None:
                               "its own (the default: detections), so that no output lands among your images")
 
 
-@contextlib.contextmanager
-def held_output_folder(folder: str) -> Iterator[None]:
-    """`folder` (created if needed) held for this run (src/infra/run_lock.py: a second infer.py into it is refused);
-    when the block fails, the folders this created are removed again if they are still empty."""
-    created, place = [], os.path.abspath(folder)
-    while not os.path.exists(place):
-        created.append(place)  # deepest first
-        place = os.path.dirname(place)
-    lock = hold_folder(folder, "infer", "infer.py")
-    try:
-        yield
-    except BaseException:
-        release_folder(lock)
-        for path in created:
-            try:
-                os.rmdir(path)
-            except OSError:  # not empty: something was written
-                break
-        raise
+def held_output_folder(folder: str) -> contextlib.AbstractContextManager[None]:
+    """`folder` (created if needed) held for this run (src/infra/run_lock.py `holding`: a second infer.py into it is
+    refused); when the block fails, the folders this created are removed again if they are still empty."""
+    return holding([(folder, "infer")], "infer.py")
 
 
 def evaluation_preprocessing(canvas_h: int, canvas_w: int, keep_ratio: bool) -> PreprocessSettings:

@@ -36,7 +36,7 @@ from src.FasterRcnn import build_model
 from src.infra.errors import CheckpointError, ConfigError, DataError, TrainingError, WriteError
 from src.infra.fileio import MIN_FREE_MB_ENV, check_output_dir, min_free_bytes
 from src.infra.interrupts import TrainingInterrupted
-from src.infra.run_lock import hold_folder, release_folder
+from src.infra.run_lock import holding
 from src.infra.runtime import network_dtype, network_kernels
 from src.lr_schedule import dynamic_lr
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
@@ -104,34 +104,14 @@ def checkpoint_folder(cfg, rank: int) -> str:
     return os.path.join(checkpoint_root(cfg), f"ckpt_{rank}")
 
 
-def _folders_to_create(folder: str) -> list[str]:
-    """`folder` and those of its parents that do not exist yet, innermost first."""
-    created, place = [], os.path.abspath(folder)
-    while not os.path.exists(place):
-        created.append(place)
-        place = os.path.dirname(place)
-    return created
-
-
-@contextlib.contextmanager
-def held_outputs(cfg, rank: int):
-    """Hold this rank's output places for the block: the working folder (lock `train-rank<rank>`: msrun's ranks
-    share it) and the checkpoint folder; OutputError naming the live run (its pid) that holds one. When the block
-    fails, the locks are released and the folders it created removed if they are still empty."""
-    locks, created = [], []
-    try:
-        locks.append(hold_folder(os.getcwd(), f"train-rank{rank}", PROGRAM))
-        if writes_checkpoint_folder(cfg, rank):
-            created = _folders_to_create(checkpoint_folder(cfg, rank))
-            locks.append(hold_folder(checkpoint_folder(cfg, rank), "train", PROGRAM))
-        yield
-    except BaseException:
-        for lock in locks:
-            release_folder(lock)
-        for folder in created:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only an empty one: this run wrote nothing there
-        raise
+def held_outputs(cfg, rank: int) -> contextlib.AbstractContextManager[None]:
+    """Hold this rank's output places for a block (src/infra/run_lock.py `holding`): the working folder (lock
+    `train-rank<rank>`: msrun's ranks share it) and the checkpoint folder; OutputError naming the live run (its pid)
+    that holds one."""
+    places = [(os.getcwd(), f"train-rank{rank}")]
+    if writes_checkpoint_folder(cfg, rank):
+        places.append((checkpoint_folder(cfg, rank), "train"))
+    return holding(places, PROGRAM)
 
 
 def set_up_parallel(cfg) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 
 from src.infra.errors import OutputError
 
@@ -70,3 +71,32 @@ def hold_folder(folder: str, name: str, program: str | None = None) -> str:
 def release_folder(path: str) -> None:
     """Give up a lock taken by `hold_folder` (its returned path) before the process ends."""
     _release(path)
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """`folder` and those of its parents that do not exist yet, innermost first."""
+    missing, place = [], os.path.abspath(folder)
+    while not os.path.exists(place):
+        missing.append(place)
+        place = os.path.dirname(place)
+    return missing
+
+
+@contextlib.contextmanager
+def holding(places: Sequence[tuple[str, str]], program: str) -> Iterator[None]:
+    """Hold `<folder>/.<name>.lock` for each (folder, name) of `places` during the block (`hold_folder`: OutputError
+    naming a live holder). When the block fails, the locks are released and the folders this created are removed
+    again while they are still empty (a run that stops before writing leaves nothing behind)."""
+    locks, created = [], []
+    try:
+        for folder, name in places:
+            created += _missing_folders(folder)
+            locks.append(hold_folder(folder, name, program))
+        yield
+    except BaseException:
+        for lock in locks:
+            release_folder(lock)
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: something was written there
+                os.rmdir(folder)
+        raise
