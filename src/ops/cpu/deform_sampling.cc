@@ -21,9 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 
+#include "kernel_api.h"
 #include "layout.h"
 
 extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
@@ -81,12 +80,9 @@ inline Tap MakeTap(const Shape &s, const float *offset_mask, int64_t n, int64_t 
   return t;
 }
 
-bool IsDtype(const char *dtype, const char *want) { return std::strcmp(dtype, want) == 0; }
+using kernel_api::IsDtype;
 
-int Fail(const char *what) {
-  std::fprintf(stderr, "[deform_sampling] %s\n", what);
-  return 1;
-}
+int Fail(const char *what) { return kernel_api::Fail("deform_sampling", what); }
 
 // Validates x, offset_mask, stride and the col tensor at position col_pos (none if < 0); returns an error or nullptr.
 const char *ReadShape(void **params, int *ndims, int64_t **shapes, const char **dtypes, int col_pos, Shape *s) {
@@ -132,10 +128,7 @@ void SamplePixels(const Shape &s, const float *xn, const float *offset_mask, int
 
 }  // namespace
 
-extern "C" int DeformSample(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
-                            void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(DeformSample) {
   if (nparam != 4) return Fail("DeformSample expects 3 inputs and 1 output");
   Shape s;
   if (const char *err = ReadShape(params, ndims, shapes, dtypes, 3, &s)) return Fail(err);
@@ -158,10 +151,7 @@ extern "C" int DeformSample(int nparam, void **params, int *ndims, int64_t **sha
   return 0;
 }
 
-extern "C" int DeformConv(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
-                          void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(DeformConv) {
   if (nparam != 5) return Fail("DeformConv expects 4 inputs and 1 output");
   Shape s;
   if (const char *err = ReadShape(params, ndims, shapes, dtypes, -1, &s)) return Fail(err);
@@ -205,10 +195,7 @@ extern "C" int DeformConv(int nparam, void **params, int *ndims, int64_t **shape
   return failed ? Fail("out of memory") : 0;
 }
 
-extern "C" int DeformSampleGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(DeformSampleGrad) {
   if (nparam != 6) return Fail("DeformSampleGrad expects 4 inputs and 2 outputs");
   Shape s;
   if (const char *err = ReadShape(params, ndims, shapes, dtypes, 3, &s)) return Fail(err);

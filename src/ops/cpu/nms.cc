@@ -9,20 +9,18 @@
 // IEEE division, -ffp-contract=off).
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
 
+#include "kernel_api.h"
+
 namespace {
 
 constexpr int kBoxCols = 5;  // x1, y1, x2, y2, score
 
-int Fail(const char *what) {
-  std::fprintf(stderr, "[nms] %s\n", what);
-  return 1;
-}
+int Fail(const char *what) { return kernel_api::Fail("nms", what); }
 
 // Descending-score order of the N rows, as NMSWithMask's bitonic sort produces it.
 std::vector<int> BitonicOrder(const float *dets, int n) {
@@ -87,15 +85,12 @@ void SuppressAfter(const Columns &c, int i, int n, float threshold, uint8_t *kee
 
 // params: dets (N, 5) float32, threshold (1,) float32 -> sorted dets (N, 5) float32, index (N,) int32,
 // keep (N,) bool.
-extern "C" int NmsWithMask(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                           void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(NmsWithMask) {
   if (nparam != 5) return Fail("expects dets, threshold and three outputs");
-  if (ndims[0] != 2 || shapes[0][1] != kBoxCols || std::strcmp(dtypes[0], "float32") != 0) {
+  if (ndims[0] != 2 || shapes[0][1] != kBoxCols || !kernel_api::IsFloat32(dtypes[0])) {
     return Fail("dets must be float32 (N, 5)");
   }
-  if (ndims[1] != 1 || shapes[1][0] != 1 || std::strcmp(dtypes[1], "float32") != 0) {
+  if (ndims[1] != 1 || shapes[1][0] != 1 || !kernel_api::IsFloat32(dtypes[1])) {
     return Fail("threshold must be float32 (1,)");
   }
   const int n = static_cast<int>(shapes[0][0]);

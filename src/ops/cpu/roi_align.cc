@@ -14,10 +14,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <vector>
 
+#include "kernel_api.h"
 #include "layout.h"
 
 namespace {
@@ -151,12 +150,9 @@ void MakeTaps(const RoiGeometry &g, const Level &lv, int pooled_h, int pooled_w,
   }
 }
 
-bool IsFloat32(const char *dtype) { return std::strcmp(dtype, "float32") == 0; }
+using kernel_api::IsFloat32;
 
-int Fail(const char *what) {
-  std::fprintf(stderr, "[roi_align_multilevel] %s\n", what);
-  return 1;
-}
+int Fail(const char *what) { return kernel_api::Fail("roi_align_multilevel", what); }
 
 // Shapes shared by forward and backward; returns an error message or nullptr.
 struct Problem {
@@ -222,10 +218,7 @@ struct ChannelsLastMaps {
 
 }  // namespace
 
-extern "C" int RoiAlignMultiLevel(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                  void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(RoiAlignMultiLevel) {
   const int num_levels = nparam - 3;
   const auto *rois = static_cast<const float *>(params[0]);
   const auto *config = static_cast<const float *>(params[1]);
@@ -283,10 +276,7 @@ extern "C" int RoiAlignMultiLevel(int nparam, void **params, int *ndims, int64_t
   return 0;
 }
 
-extern "C" int RoiAlignMultiLevelGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                      void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(RoiAlignMultiLevelGrad) {
   if ((nparam - 3) % 2 != 0) return Fail("gradient op expects rois, config, dout, L maps and L outputs");
   const int num_levels = (nparam - 3) / 2;
   const auto *rois = static_cast<const float *>(params[0]);

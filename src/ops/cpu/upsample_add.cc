@@ -7,31 +7,29 @@
 #include <omp.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
+
+#include "kernel_api.h"
 
 namespace {
 
-int Fail(const char *message) {
-  std::fprintf(stderr, "UpsampleAdd2x: %s\n", message);
-  return 1;
-}
+int Fail(const char *what) { return kernel_api::Fail("UpsampleAdd2x", what); }
 
-bool IsFloat4d(int ndims, const char *dtype) { return ndims == 4 && std::strcmp(dtype, "float32") == 0; }
+bool IsFloat4d(int ndims, const char *dtype) { return ndims == 4 && kernel_api::IsFloat32(dtype); }
+
+// True when there are `want` tensors, the first float32 (N, C, 2h, 2w) and the second float32 (N, C, h, w).
+bool IsFinePair(int nparam, int want, const int *ndims, int64_t *const *shapes, const char *const *dtypes) {
+  if (nparam != want || !IsFloat4d(ndims[0], dtypes[0]) || !IsFloat4d(ndims[1], dtypes[1])) return false;
+  const int64_t *fine = shapes[0], *coarse = shapes[1];
+  return fine[0] == coarse[0] && fine[1] == coarse[1] && fine[2] == 2 * coarse[2] && fine[3] == 2 * coarse[3];
+}
 
 }  // namespace
 
-extern "C" int UpsampleAdd2x(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                             void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
-  if (nparam != 3 || !IsFloat4d(ndims[0], dtypes[0]) || !IsFloat4d(ndims[1], dtypes[1])) {
+AOT_KERNEL(UpsampleAdd2x) {
+  if (!IsFinePair(nparam, 3, ndims, shapes, dtypes)) {
     return Fail("expects float32 lateral (N, C, 2h, 2w), x (N, C, h, w) and one output");
   }
-  const int64_t *ls = shapes[0], *xs = shapes[1];
-  if (ls[0] != xs[0] || ls[1] != xs[1] || ls[2] != 2 * xs[2] || ls[3] != 2 * xs[3]) {
-    return Fail("lateral must be (N, C, 2h, 2w) for x (N, C, h, w)");
-  }
+  const int64_t *xs = shapes[1];
   const auto *lateral = static_cast<const float *>(params[0]);
   const auto *x = static_cast<const float *>(params[1]);
   auto *out = static_cast<float *>(params[2]);
@@ -49,17 +47,11 @@ extern "C" int UpsampleAdd2x(int nparam, void **params, int *ndims, int64_t **sh
   return 0;
 }
 
-extern "C" int UpsampleAdd2xGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                 void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
-  if (nparam != 2 || !IsFloat4d(ndims[0], dtypes[0]) || !IsFloat4d(ndims[1], dtypes[1])) {
-    return Fail("expects float32 dout (N, C, 2h, 2w) and one output (N, C, h, w)");
+AOT_KERNEL(UpsampleAdd2xGrad) {
+  if (!IsFinePair(nparam, 2, ndims, shapes, dtypes)) {
+    return Fail("expects float32 dout (N, C, 2h, 2w) and one output dx (N, C, h, w)");
   }
-  const int64_t *ds = shapes[0], *xs = shapes[1];
-  if (ds[0] != xs[0] || ds[1] != xs[1] || ds[2] != 2 * xs[2] || ds[3] != 2 * xs[3]) {
-    return Fail("dout must be (N, C, 2h, 2w) for dx (N, C, h, w)");
-  }
+  const int64_t *xs = shapes[1];
   const auto *dout = static_cast<const float *>(params[0]);
   auto *dx = static_cast<float *>(params[1]);
   const int64_t rows = xs[0] * xs[1] * xs[2], w = xs[3];

@@ -16,9 +16,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 
+#include "kernel_api.h"
 #include "layout.h"
 
 extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
@@ -38,10 +38,7 @@ constexpr float kG[kIn][3] = {{0.25f, 0.0f, 0.0f},
                               {1.0f / 24, -1.0f / 12, 1.0f / 6},
                               {0.0f, 0.0f, 1.0f}};
 
-int Fail(const char *message) {
-  std::fprintf(stderr, "WinogradConv3x3: %s\n", message);
-  return 1;
-}
+int Fail(const char *what) { return kernel_api::Fail("WinogradConv3x3", what); }
 
 // U[p][k][c] = (G g G^T)[p] for g = w[k, c] (or w[c, k] rotated by 180 degrees when `transposed`).
 void WeightTransform(const float *w, float *u, int64_t k_out, int64_t c_in, bool transposed) {
@@ -331,7 +328,7 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
   if (nparam != inputs + 1) return Fail(transposed_weight ? "expects dy, w and one output" : "expects x, w, b and one output");
   for (int i = 0; i <= inputs; ++i) {
     const int rank = (!transposed_weight && i == 2) ? 1 : 4;
-    if (ndims[i] != rank || std::strcmp(dtypes[i], "float32") != 0) return Fail("inputs must be float32");
+    if (ndims[i] != rank || !kernel_api::IsFloat32(dtypes[i])) return Fail("inputs must be float32");
   }
   const int64_t *xs = shapes[0], *ws = shapes[1];
   const int64_t k_out = transposed_weight ? ws[1] : ws[0], c_in = transposed_weight ? ws[0] : ws[1];
@@ -345,20 +342,14 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
 
 }  // namespace
 
-extern "C" int WinogradConv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                               void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(WinogradConv3x3) {
   return Run(nparam, params, ndims, shapes, dtypes, false);
 }
 
-extern "C" int WinogradConv3x3Filter(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                     void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(WinogradConv3x3Filter) {
   if (nparam != 4) return Fail("expects x, dy and two outputs");
   for (int i = 0; i < 4; ++i) {
-    if (ndims[i] != (i == 3 ? 1 : 4) || std::strcmp(dtypes[i], "float32") != 0) return Fail("inputs must be float32");
+    if (ndims[i] != (i == 3 ? 1 : 4) || !kernel_api::IsFloat32(dtypes[i])) return Fail("inputs must be float32");
   }
   const int64_t *xs = shapes[0], *ds = shapes[1];
   if (ds[0] != xs[0] || ds[2] != xs[2] || ds[3] != xs[3]) return Fail("dy must be (N, K, H, W) for x (N, C, H, W)");
@@ -367,9 +358,6 @@ extern "C" int WinogradConv3x3Filter(int nparam, void **params, int *ndims, int6
                         static_cast<float *>(params[2]), static_cast<float *>(params[3]), g);
 }
 
-extern "C" int WinogradConv3x3Input(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                    void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
+AOT_KERNEL(WinogradConv3x3Input) {
   return Run(nparam, params, ndims, shapes, dtypes, true);
 }
