@@ -228,6 +228,17 @@ def coco_eval(result_file: str, coco: COCO, verbose: bool = True) -> dict:
     return summary_figures(run_cocoeval(result_file, coco, verbose))
 
 
+def class_precision(evaluator: COCOeval | None, cat_id: int) -> np.ndarray | None:
+    """COCOeval's interpolated precision of one category at area "all" and 100 detections per image: (T, R), the
+    IoU thresholds `params.iouThrs` by the recall points `params.recThrs` (-1 where the category has no ground
+    truth); None without an evaluator or when the category was not evaluated."""
+    if evaluator is None or cat_id not in evaluator.params.catIds:
+        return None
+    params = evaluator.params
+    return evaluator.eval["precision"][:, :, params.catIds.index(cat_id), params.areaRngLbl.index("all"),
+                                       params.maxDets.index(100)]
+
+
 def per_class_ap(evaluator: COCOeval | None, coco: COCO, classes: Sequence[str],
                  cat_ids: Sequence[int]) -> list[dict]:
     """AP (IoU 0.50:0.95) and AP50 of each model class, as the summary's first two figures are computed but for
@@ -244,11 +255,9 @@ def per_class_ap(evaluator: COCOeval | None, coco: COCO, classes: Sequence[str],
     for name, cat_id in zip(classes[1:], cat_ids, strict=True):
         ground_truth = len(coco.getAnnIds(catIds=[cat_id], iscrowd=False))
         ap = ap50 = 0.0 if ground_truth else -1.0
-        if evaluator is not None and cat_id in evaluator.params.catIds:
-            params = evaluator.params
-            precision = evaluator.eval["precision"][:, :, params.catIds.index(cat_id),
-                                                    params.areaRngLbl.index("all"), params.maxDets.index(100)]
-            at_50 = precision[np.flatnonzero(np.isclose(params.iouThrs, 0.5))]
+        precision = class_precision(evaluator, cat_id)
+        if precision is not None:
+            at_50 = precision[np.flatnonzero(np.isclose(evaluator.params.iouThrs, 0.5))]
             ap, ap50 = (float(np.mean(p[p > -1])) if np.any(p > -1) else -1.0 for p in (precision, at_50))
         rows.append({"class": name, "category_id": int(cat_id), "ground_truth": ground_truth, "AP": ap,
                      "AP50": ap50})

@@ -12,9 +12,9 @@ from pycocotools.cocoeval import COCOeval
 
 from src.evaluation.evaluator import prepare_evaluation_set, write_evaluation_files
 from src.infra.errors import WriteError
-from src.infra.fileio import partial_files
+from src.infra.fileio import partial_files, write_json_atomic
 from src.model_utils.config import get_config
-from src.util import evaluate_records, load_ground_truth, per_class_ap
+from src.util import evaluate_records, load_ground_truth, per_class_ap, write_per_class, write_summary
 
 CLASSES_CAR = 3  # "car" is coco_classes[3]
 GOOD = [10, 10, 40, 40]            # x, y, w, h
@@ -105,8 +105,11 @@ def test_files_follow_the_figures_and_a_failed_write_keeps_the_earlier_ones(tmp_
     rows = [{"class": "car", "category_id": 3, "ground_truth": 1, "AP": 1.0, "AP50": 1.0}]
     (tmp_path / "per_class.csv").mkdir()  # where the last file should go: a folder, so its rename fails
     paths = [str(tmp_path / n) for n in ("results.pkl.bbox.json", "mAP.log", "per_class.csv")]
+    writes = [(paths[0], lambda: write_json_atomic(records, paths[0])),
+              (paths[1], lambda: write_summary(summary, paths[1])),
+              (paths[2], lambda: write_per_class(rows, paths[2]))]
     with pytest.raises(WriteError) as failure:
-        write_evaluation_files(records, summary, rows, *paths)
+        write_evaluation_files(writes, paths[0])
     message = str(failure.value)
     assert message.startswith(f"could not write {paths[2]}: Is a directory")
     assert message.endswith("the figures are printed above; written before it: results.pkl.bbox.json, mAP.log")

@@ -78,7 +78,8 @@ def test_the_last_evaluation_is_eval_py_on_the_epoch_checkpoint(trained, data_ro
         cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     during = work / "eval_0"
-    assert sorted(os.listdir(during)) == ["mAP.log", "per_class.csv", "results.pkl.bbox.json"]
+    assert sorted(os.listdir(during)) == ["confusion_matrix.csv", "confusion_matrix.png", "mAP.log", "per_class.csv",
+                                          "pr_curves.png", "results.pkl.bbox.json"]
     tables = [detection_table(folder / "results.pkl.bbox.json") for folder in (during, tmp_path)]
     assert len(tables[0]) > 100 and tables[0].shape == tables[1].shape
     np.testing.assert_allclose(tables[0], tables[1], atol=1e-4)

@@ -2,7 +2,9 @@
 (src/engine/hooks.py): the set (ground truth + MindRecord), the inference loop, the figures and the files.
 
 Files written into one folder: `results.pkl.bbox.json` (COCO detection records), the accuracy log (`mAP.log`: one
-`<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class) and,
+`<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class),
+`confusion_matrix.csv` and `.png` (which class is taken for which at IoU 0.5 and visualize_score_thr:
+src/evaluation/confusion_matrix.py), `pr_curves.png` (precision against recall per class: pr_curves.py) and,
 with cfg.visualize = N, `visualize/<image id>.png` for the first N images (`<image id>-2.png`, ... where a file
 this process did not write has the name: a picture never replaces one). The figures are computed and printed before
 the files are written: a write that fails (disk full) ends the run with one line naming the file, the reason and the
@@ -20,16 +22,25 @@ import contextlib
 import io
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import mindspore.dataset as de
 import numpy as np
 from mindspore import nn
 from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from src.data.image_files import read_image_bgr
 from src.data.mindrecord import create_mindrecord, file_sha256, read_sidecar
 from src.dataset import create_fasterrcnn_dataset
+from src.evaluation.confusion_matrix import (
+    confusion_matrix,
+    draw_confusion_matrix,
+    summary_line,
+    write_confusion_csv,
+)
+from src.evaluation.pr_curves import draw_pr_curves, precision_recall_curves
 from src.evaluation.visualize import draw_detections, picture_for, save_png
 from src.infra.errors import DataError, WriteError
 from src.infra.fileio import write_json_atomic
@@ -52,7 +63,11 @@ from src.util import (
 MINDRECORD_PREFIX = "FasterRcnn_eval.mindrecord"
 ACCLOG_NAME = "mAP.log"
 PER_CLASS_NAME = "per_class.csv"
+CONFUSION_CSV_NAME = "confusion_matrix.csv"
+CONFUSION_PNG_NAME = "confusion_matrix.png"
+PR_CURVES_NAME = "pr_curves.png"
 VISUALIZE_DIR = "visualize"
+FileWrite = tuple[str, Callable[[], None]]  # a file's path and the call that writes it (atomically)
 _PICTURES: dict[tuple[str, int], str] = {}  # (visualize folder, image id) -> the picture this process draws
 
 
@@ -240,9 +255,10 @@ def check_evaluation_set(coco: COCO, mindrecord: str, anno_path: str) -> list[in
 
 
 def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_path: str) -> dict:
-    """Evaluate `net` (inference mode) on `evaluation_set`; writes the results json, `acclog_path` and
-    per_class.csv beside it (see the module docstring), prints the COCO summary and the per-class table; returns
-    the 12 COCO figures. Detections are matched to images by the ids the MindRecord carries."""
+    """Evaluate `net` (inference mode) on `evaluation_set`; writes the results json, `acclog_path` and the
+    per-class files beside it (see the module docstring), prints the COCO summary, the per-class table and the
+    confusion counts; returns the 12 COCO figures. Detections are matched to images by the ids the MindRecord
+    carries."""
     coco, settings = evaluation_set.coco, EvaluationSettings.from_config(cfg)
     dataset = create_fasterrcnn_dataset(cfg, evaluation_set.mindrecord, batch_size=settings.batch_size,
                                         is_training=False)
@@ -258,20 +274,36 @@ def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_pat
     per_class_path = os.path.join(out_dir, PER_CLASS_NAME)
     print(f"per class (area all, 100 detections per image; -1: no ground truth), for {per_class_path}:\n"
           f"{per_class_table(per_class)}", flush=True)
-    write_evaluation_files(records, summary, per_class, os.path.join(out_dir, f"{RESULTS_PREFIX}.bbox.json"),
-                           acclog_path, per_class_path)
+    results_path = os.path.join(out_dir, f"{RESULTS_PREFIX}.bbox.json")
+    writes = [(results_path, lambda: write_json_atomic(records, results_path)),
+              (acclog_path, lambda: write_summary(summary, acclog_path)),
+              (per_class_path, lambda: write_per_class(per_class, per_class_path)),
+              *error_analysis_writes(settings, coco, records, evaluator, cat_ids, per_class, out_dir)]
+    write_evaluation_files(writes, results_path)
     print("eval end", flush=True)
     return summary
 
 
-def write_evaluation_files(records: list[dict], summary: dict, per_class: list[dict], results_path: str,
-                           acclog_path: str, per_class_path: str) -> None:
-    """The results json (detection records), then the accuracy log and per_class.csv, each atomically. WriteError
-    (one line: the file, the system's reason, what was written) when one fails; the files written before it
-    stay, complete."""
-    writes = ((results_path, lambda: write_json_atomic(records, results_path)),
-              (acclog_path, lambda: write_summary(summary, acclog_path)),
-              (per_class_path, lambda: write_per_class(per_class, per_class_path)))
+def error_analysis_writes(settings: EvaluationSettings, coco: COCO, records: list[dict], evaluator: COCOeval | None,
+                          cat_ids: list[int], per_class: list[dict], out_dir: str) -> list[FileWrite]:
+    """The confusion matrix (printed as one line now) and the precision-recall curves, as (path, write) pairs for
+    `write_evaluation_files`: confusion_matrix.csv, confusion_matrix.png and pr_curves.png in `out_dir`."""
+    names = list(settings.classes[1:])
+    matrix = confusion_matrix(coco, records, cat_ids, settings.visualize_score_thr)
+    print(f"confusion at IoU 0.5, score >= {settings.visualize_score_thr:g}: {summary_line(matrix)}", flush=True)
+    at_50, mean = precision_recall_curves(evaluator, cat_ids)
+    has_ground_truth = [row["ground_truth"] > 0 for row in per_class]
+    csv_path, png_path, curves_path = (os.path.join(out_dir, name) for name in
+                                       (CONFUSION_CSV_NAME, CONFUSION_PNG_NAME, PR_CURVES_NAME))
+    return [(csv_path, lambda: write_confusion_csv(matrix, names, csv_path)),
+            (png_path, lambda: draw_confusion_matrix(matrix, names, png_path, settings.visualize_score_thr)),
+            (curves_path, lambda: draw_pr_curves(at_50, mean, names, curves_path, has_ground_truth))]
+
+
+def write_evaluation_files(writes: Sequence[FileWrite], results_path: str = "") -> None:
+    """Run each (path, write) in order (each writes its file atomically): the results json first, then the accuracy
+    log and the per-class files; writing `results_path` is announced. WriteError (one line: the file, the system's
+    reason, what was written) when one fails; the files written before it stay, complete."""
     written = []
     for path, write in writes:
         try:
