@@ -1,9 +1,12 @@
-"""load_backbone_pretrained on a synthetic checkpoint laid out as the model zoo's ResNet-50 saves it.
+"""load_backbone_pretrained on a synthetic checkpoint laid out as the model zoo's ResNet-50 saves it (and mindcv's).
 
 Model-zoo names (mindspore-ai/models official/cv/ResNet/src/resnet.py): conv1, bn1, layerN.M.conv1..3 / bn1..3,
 the projection shortcut as layerN.0.down_sample_layer.0 (conv) and .1 (BatchNorm), the classifier end_point;
 checkpoints saved during training also hold optimizer state (moments.*, learning_rate, global_step).
 """
+import shlex
+from pathlib import Path
+
 import mindspore as ms
 import numpy as np
 import pytest
@@ -13,7 +16,9 @@ from src.checkpoint.backbone import check_backbone_coverage, load_backbone_pretr
 from src.FasterRcnn.resnet import ResNetFea
 from src.FasterRcnn.settings import BackboneSettings
 from src.infra.errors import CheckpointError
+from src.model_utils.config import get_config
 from src.ops import Kernels
+from src.tools.convert_backbone import build_parser
 
 LAYERS, IN_CH, OUT_CH = [2, 2, 2, 1], [8, 16, 32, 64], [16, 32, 64, 128]
 TINY = BackboneSettings(tuple(LAYERS), tuple(IN_CH), tuple(OUT_CH))
@@ -157,3 +162,52 @@ def test_coverage_refuses_another_network_and_a_partial_backbone():
                        r"layer2\.1\.conv1\.weight, layer4\.0\.bn3\.gamma; another shape: layer2\.1\.conv1\.weight "
                        r"\(1, 1, 1, 1\) \(network \(8, 32, 1, 1\)\)\)"):
         check_backbone_coverage(zoo, "part.ckpt", shapes)
+
+
+def _mindcv_name(key):
+    """mindcv's name for a model-zoo key (mindspore-lab/mindcv mindcv/models/resnet.py): the projection shortcut is
+    `layerN.0.down_sample.0/1`, the classifier `classifier`; every other name is the model zoo's."""
+    return key.replace(".down_sample_layer.", ".down_sample.").replace("end_point.", "classifier.")
+
+
+def test_loads_mindcv_names_into_the_same_places(tmp_path):
+    zoo_shapes = _model_zoo_resnet_shapes()
+    shapes = {_mindcv_name(k): s for k, s in zoo_shapes.items()}
+    assert any(".down_sample.0." in k for k in shapes)
+    values = _write_ckpt(tmp_path / "resnet50-mindcv.ckpt", shapes, seed=2, with_optimizer=False)
+    backbone = _backbone_shapes_without_offset_convs()
+    assert check_backbone_coverage(values, "resnet50-mindcv.ckpt", backbone) == len(backbone)  # --pre_trained takes it
+    net = _Net()
+    report = load_backbone_pretrained(net, str(tmp_path / "resnet50-mindcv.ckpt"))
+    params = {p.name: p for p in net.get_parameters()}
+    for key in zoo_shapes:
+        target = _expected_target(key)
+        if target is not None:
+            np.testing.assert_array_equal(params[target].asnumpy(), values[_mindcv_name(key)], err_msg=target)
+    assert report["unexpected"] == ["classifier.bias", "classifier.weight"]
+
+
+def readme_backbone_commands():
+    """The command lines of the README's "Where a backbone comes from" (its bash block), split into words."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Where a backbone comes from", 1)[1].split("\n#", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_backbone_commands_are_accepted_as_written():
+    commands = readme_backbone_commands()
+    assert [c[:3] for c in commands] == [["bash", "scripts/run_standalone_train_cpu.sh",
+                                          "resnet50_ascend_v130_imagenet2012_official_cv_bs256_top1acc76.97__top5acc_93"
+                                          ".44.ckpt"], ["python", "train.py", "--config_path=default_config_cpu.yaml"],
+                                         ["python", "-m", "src.tools.convert_backbone"],
+                                         ["python", "train.py", "--config_path=default_config_cpu.yaml"]]
+    root = Path(__file__).resolve().parents[1]
+    # the script's first argument is the backbone it checks and passes on as --pre_trained
+    script = (root / commands[0][1]).read_text()
+    assert 'check_pretrained "${ARGS[0]}"' in script and '--pre_trained="$PRETRAINED"' in script
+    converted = build_parser().parse_args(commands[2][3:])
+    assert (converted.pth, converted.out) == ("resnet50-0676ba61.pth", "resnet50_torchvision.ckpt")
+    for words, backbone in ((commands[1], "resnet50-e0733ab8.ckpt"), (commands[3], converted.out)):
+        argv = [w.replace("=default_config_cpu.yaml", f"={root / 'default_config_cpu.yaml'}") for w in words[2:]]
+        assert get_config(argv).pre_trained == backbone

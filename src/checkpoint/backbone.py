@@ -1,11 +1,12 @@
-"""Load a MindSpore model-zoo ResNet-50 (ImageNet) checkpoint into the Faster R-CNN-DCN backbone.
+"""Load a MindSpore model-zoo (or mindcv) ResNet-50 (ImageNet) checkpoint into the Faster R-CNN-DCN backbone.
 
 Key mapping (checkpoint -> network, network names under `prefix`, `backbone.` by default):
 - every key gets the prefix (keys that already carry it, e.g. from a full Faster R-CNN checkpoint, keep it);
 - `down_sample_layer.0.*` -> `conv_down_sample.*`, `down_sample_layer.1.*` -> `bn_down_sample.*`, as the original;
+  mindcv's `down_sample.0.*` / `down_sample.1.*` alike (its other names are the model zoo's);
 - `layerN.M.conv2.weight` -> `layerN.M.defconv.conv.weight` where the block's 3x3 is deformable (layer2-4).
   The original's loader misses these 13 weights (its names differ) and leaves them at their initial values.
-Checkpoint keys with no target (classifier `end_point.*`, optimizer `moments.*`, `learning_rate`, ...) are
+Checkpoint keys with no target (classifier `end_point.*` or mindcv's `classifier.*`, optimizer `moments.*`, ...) are
 reported as unexpected; backbone parameters the checkpoint lacks (the DCN offset/mask convs) as missing.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from src.infra.errors import CheckpointError
 from src.model_utils.config import get_config
 from src.ops import Kernels
 
-_DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."))
+_DOWN_SAMPLE = (("down_sample_layer.0.", "conv_down_sample."), ("down_sample_layer.1.", "bn_down_sample."),
+                ("down_sample.0.", "conv_down_sample."), ("down_sample.1.", "bn_down_sample."))  # model zoo, mindcv
 _CONV2 = re.compile(r"^(.*layer\d+\.\d+\.)conv2\.weight$")
 _DCN_OFFSET_MASK = (".defconv.p_conv.", ".defconv.m_conv.")  # DCN offset/mask convs: torchvision has none
 

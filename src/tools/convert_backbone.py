@@ -14,12 +14,17 @@ from src.checkpoint.from_torchvision import convert_file
 from src.infra.runtime import run_main
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=from_torchvision.__doc__,
+def build_parser() -> argparse.ArgumentParser:
+    """The tool's command line: the .pth to read, the checkpoint to write."""
+    parser = argparse.ArgumentParser(prog="python -m src.tools.convert_backbone", description=from_torchvision.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pth", help="torchvision ResNet-50 state dict (torch.save(model.state_dict(), PATH))")
     parser.add_argument("out", help="MindSpore checkpoint to write, for --pre_trained")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return run_main(lambda: convert_file(args.pth, args.out), "convert_backbone")
 
 
