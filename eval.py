@@ -4,8 +4,9 @@
         [--mindrecord_dir=DIR] [--visualize=N] [--config_path=...yaml]
 
 Writes, next to the accuracy log (`./mAP.log`, the original's): `results.pkl.bbox.json` (COCO detection
-records), `per_class.csv` (AP and AP50 per class) and, with --visualize N, `visualize/<image id>.png` for the
-first N images. Prints the standard 12-line COCO summary and the per-class table; mAP.log gets one
+records), `per_class.csv` (AP and AP50 per class), `confusion_matrix.csv`/`.png` and `pr_curves.png` (where the
+errors are: src/evaluation/confusion_matrix.py, pr_curves.py) and, with --visualize N, `visualize/<image id>.png` for
+the first N images. Prints the standard 12-line COCO summary and the per-class table; mAP.log gets one
 `<figure> = <value>` line per figure. The evaluation itself is src/evaluation/evaluator.py's (train.py --run_eval runs
 it too). The output folder is checked (writable, FASTER_RCNN_MIN_FREE_MB free) and held against a second eval.py
 before the network is built.

@@ -11,8 +11,9 @@
   and the best weights so far (by AP) are kept as `best.ckpt` in the checkpoint folder. Files: `eval_<rank>.log`
   (beside `loss_<rank>.log`) gets one line per evaluation,
   `<seconds since start> epoch: <e> global_step: <g> AP: <%.5f> AP50: <%.5f>` (src/tools/plot_log.py reads it);
-  `eval_<rank>/` holds the last evaluation's mAP.log, per_class.csv and results json; `best.ckpt` is written as
-  every checkpoint of train.py (the training cell: network, optimizer state, `epoch_num`, `step_num`), atomically,
+  `eval_<rank>/` holds the last evaluation's files (as eval.py's: mAP.log, per_class.csv, confusion matrix, PR
+  curves, results json); `best.ckpt` is written as every checkpoint of train.py (the training cell: network,
+  optimizer state, `epoch_num`, `step_num`), atomically,
   plus `eval_ap`, its AP, and like them takes its name only once the next step's loss, computed from its weights,
   passed the divergence guard. A resumed run starts from the AP of the best.ckpt it finds; a new run replaces it.
 - `StopOnSignal`: stops training after the current step on SIGINT/SIGTERM (last, so that the others finish the

@@ -139,7 +139,7 @@ def draw_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         for j in range(n):
             if counts[i, j] and not (i == j == n - 1):
                 axes.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=font,
-                          color="white" if share[i, j] > 0.55 else "black")
+                          color="white" if share[i, j] > 0.55 else "black").set_in_layout(False)
     axes.set_xticks(range(n), names, rotation=90, fontsize=font)
     axes.set_yticks(range(n), names, fontsize=font)
     axes.set_xticks(np.arange(n + 1) - 0.5, minor=True)
