@@ -57,7 +57,7 @@ def browse(cfg, num_images: int, out_dir: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     add_help=False)
+                                     add_help=False, allow_abbrev=False)
     parser.add_argument("--num_images", type=int, default=8, help="training images to draw (default 8)")
     parser.add_argument("--out", default="browse", help="folder of the pictures (default ./browse)")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
