@@ -64,21 +64,54 @@ def fit_scale(h: int, w: int, bound_a: int, bound_b: int) -> float:
     return min(max(bound_a, bound_b) / max(h, w), min(bound_a, bound_b) / min(h, w))
 
 
-def rescale_keep_ratio(image: np.ndarray, canvas_h: int, canvas_w: int) -> tuple[np.ndarray, float]:
-    """Resize keeping the aspect ratio to fit the canvas; returns (image, total scale factor).
+def resized_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """The (height, width) `resize_by(image, scale)` gives an h x w image."""
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def keep_ratio_steps(h: int, w: int, canvas_h: int, canvas_w: int) -> tuple[list[float], float]:
+    """The factors of the successive resizes `rescale_keep_ratio` applies to an h x w image, and their product.
 
     Factor min(long bound / long side, short bound / short side); if the height still exceeds the canvas, a
     second resize of the resized image with both bounds = canvas_h (the original's). The third pass, for a
     width still too large (possible only with a portrait canvas), is this port's: the original fails there.
     """
-    scale = fit_scale(*image.shape[:2], canvas_w, canvas_h)
-    image = resize_by(image, scale)
+    scale = fit_scale(h, w, canvas_w, canvas_h)
+    steps = [scale]
+    size = resized_size(h, w, scale)
     for axis, bound in ((0, canvas_h), (1, canvas_w)):
-        if image.shape[axis] > bound:
-            extra = fit_scale(*image.shape[:2], bound, bound)
-            image = resize_by(image, extra)
+        if size[axis] > bound:
+            extra = fit_scale(*size, bound, bound)
+            steps.append(extra)
+            size = resized_size(*size, extra)
             scale *= extra
+    return steps, scale
+
+
+def rescale_keep_ratio(image: np.ndarray, canvas_h: int, canvas_w: int) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio to fit the canvas (`keep_ratio_steps`); returns (image, total scale
+    factor)."""
+    steps, scale = keep_ratio_steps(*image.shape[:2], canvas_h, canvas_w)
+    for step in steps:
+        image = resize_by(image, step)
     return image, scale
+
+
+def resize_boxes(boxes: np.ndarray, h: int, w: int, settings: PreprocessSettings) -> np.ndarray:
+    """Boxes (G, 4) of an h x w image as the training chain's resize leaves them, before the flip: scaled by the
+    keep-ratio factor (or stretched to the canvas) and clipped to the resized image (float64 for integer boxes)."""
+    canvas_h, canvas_w = settings.canvas_h, settings.canvas_w
+    if settings.keep_ratio:
+        steps, scale = keep_ratio_steps(h, w, canvas_h, canvas_w)
+        for step in steps:
+            h, w = resized_size(h, w, step)
+        boxes = boxes * scale
+    else:
+        boxes = boxes * np.array([canvas_w / w, canvas_h / h] * 2, dtype=np.float32)
+        h, w = canvas_h, canvas_w
+    boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, w - 1)
+    boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, h - 1)
+    return boxes
 
 
 def paste_top_left(image: np.ndarray, canvas_h: int, canvas_w: int) -> np.ndarray:
@@ -168,18 +201,11 @@ def preprocess_train(image: np.ndarray, annotation: np.ndarray, settings: Prepro
     if expand is not None:
         image, boxes = expand_canvas(image, boxes, expand.ratio, expand.left, expand.top)
     canvas_h, canvas_w = settings.canvas_h, settings.canvas_w
+    boxes = resize_boxes(boxes, *image.shape[:2], settings)
     if settings.keep_ratio:
-        image, scale = rescale_keep_ratio(image, canvas_h, canvas_w)
-        boxes = boxes * scale
-        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, image.shape[1] - 1)
-        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, image.shape[0] - 1)
-        image = paste_top_left(image, canvas_h, canvas_w)
+        image = paste_top_left(rescale_keep_ratio(image, canvas_h, canvas_w)[0], canvas_h, canvas_w)
     else:
-        h, w = image.shape[:2]
         image = cv2.resize(image, (canvas_w, canvas_h), interpolation=cv2.INTER_LINEAR)
-        boxes = boxes * np.array([canvas_w / w, canvas_h / h] * 2, dtype=np.float32)
-        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, canvas_w - 1)
-        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, canvas_h - 1)
     image = normalize(image)
     if flip:
         image = image[:, ::-1]

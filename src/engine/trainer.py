@@ -29,7 +29,7 @@ from src.checkpoint.detector import (
     load_matching_parameters,
     read_checkpoint,
 )
-from src.data.mindrecord import create_mindrecord
+from src.data.training_boxes import training_mindrecord
 from src.dataset import create_fasterrcnn_dataset
 from src.engine.hooks import AtomicCheckpoint, DivergenceGuard, LossCallBack, StopOnSignal, evaluation_callback
 from src.FasterRcnn import build_model
@@ -133,7 +133,7 @@ def set_up_parallel(cfg) -> tuple[int, int]:
 def build_dataset(cfg, rank: int, device_num: int):
     print("Start create dataset!", flush=True)
     print("CHECKING MINDRECORD FILES ...", flush=True)
-    mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=True, rank_id=rank)
+    mindrecord = training_mindrecord(cfg, MINDRECORD_PREFIX, rank)  # the anchor fit report after a conversion
     print("CHECKING MINDRECORD FILES DONE!", flush=True)
     dataset = create_fasterrcnn_dataset(cfg, mindrecord, batch_size=cfg.batch_size, device_num=device_num,
                                         rank_id=rank, is_training=True,
