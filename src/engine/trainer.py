@@ -30,6 +30,7 @@ from src.checkpoint.detector import (
     read_checkpoint,
 )
 from src.data.mindrecord import create_mindrecord
+from src.data.transforms import PreprocessSettings
 from src.dataset import create_fasterrcnn_dataset
 from src.engine.hooks import AtomicCheckpoint, DivergenceGuard, LossCallBack, StopOnSignal, evaluation_callback
 from src.FasterRcnn import build_model
@@ -83,6 +84,7 @@ def check_request(cfg) -> None:
     pretrained = pretrained_path(cfg)
     if pretrained and not os.path.isfile(pretrained):
         raise CheckpointError(f"--pre_trained {pretrained!r}: no such file (use 'none' to train from scratch)")
+    PreprocessSettings.from_config(cfg)  # the augmentation values
     check_output_dir(os.getcwd(), "train.py's working folder (loss_<rank>.log)")
     if writes_checkpoint_folder(cfg):
         check_output_dir(checkpoint_root(cfg), "save_checkpoint_path", min_free=checkpoint_min_free(cfg))
