@@ -19,6 +19,7 @@ from src.data.transforms import (
     PreprocessSettings,
     draw_augmentation,
     draw_extra,
+    draw_photometric,
     photometric_distortion,
     preprocess_train,
 )
@@ -173,6 +174,16 @@ def test_scale_jitter_below_one_pads_and_keeps_every_box():
         (-np.asarray(IMAGENET_MEAN_RGB) / np.asarray(IMAGENET_STD_RGB))[:, None, None], (3, 128, W)), rtol=1e-5)
 
 
+def test_scale_jitter_without_keep_ratio_scales_both_sides_of_the_plain_resize():
+    image, annotation = squares(128, 128, {1: (40, 20, 80, 60)})
+    plain = PreprocessSettings(H, W, False, 0.0, 0.0, G, scale_jitter=(0.5, 2.0))
+    out = preprocess_train(image, annotation, plain, flip=False, extra=AugmentDraw(scale=0.5))
+    # plain resize scales 384 / 128 = 3 and 256 / 128 = 2, x 0.5: 192 x 128 at the top left.
+    np.testing.assert_allclose(out[2][0], [60, 20, 120, 60])
+    check_boxes_enclose_their_squares(out, undistorted([1]))
+    assert np.allclose(rgb(out[0])[128:], 0, atol=1e-3) and np.allclose(rgb(out[0])[:, 192:], 0, atol=1e-3)
+
+
 def test_an_image_whose_boxes_all_drop_is_a_background_image():
     image, annotation = squares(128, 192, {1: (150, 100, 190, 126), 2: (130, 90, 150, 110)})
     out = preprocess_train(image, annotation, settings(random_crop=0.5), flip=True,
@@ -215,6 +226,23 @@ def test_photometric_distortion_matches_a_direct_computation(contrast_first):
     np.testing.assert_allclose(out, reference_photometric(image, draw), atol=0.05)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_a_seeded_draw_follows_the_originals_calls_and_its_effect_matches(seed):
+    draw = draw_photometric(np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)  # the original's calls in its order (numpy.random.randint(2) -> integers(2))
+    brightness = rng.uniform(-32, 32) if rng.integers(2) else None
+    mode = rng.integers(2)
+    contrast = rng.uniform(0.5, 1.5) if mode == 1 and rng.integers(2) else None
+    saturation = rng.uniform(0.5, 1.5) if rng.integers(2) else None
+    hue = rng.uniform(-18, 18) if rng.integers(2) else None
+    if mode == 0 and rng.integers(2):
+        contrast = rng.uniform(0.5, 1.5)
+    permutation = tuple(int(c) for c in rng.permutation(3)) if rng.integers(2) else None
+    assert draw == PhotometricDraw(brightness, contrast, mode == 1, saturation, hue, permutation)
+    image = np.random.default_rng(100 + seed).integers(60, 200, size=(4, 5, 3)).astype(np.uint8)
+    np.testing.assert_allclose(photometric_distortion(image, draw), reference_photometric(image, draw), atol=0.05)
+
+
 def test_photometric_single_steps_change_pixels_within_their_ranges():
     image = np.random.default_rng(4).integers(0, 256, size=(5, 5, 3)).astype(np.uint8)
     none = PhotometricDraw(None, None, True, None, None, None)
@@ -227,7 +255,6 @@ def test_photometric_single_steps_change_pixels_within_their_ranges():
 
 def test_photometric_draws_follow_the_originals_ranges_and_rates():
     rng = np.random.default_rng(0)
-    from src.data.transforms import draw_photometric  # noqa: PLC0415
     draws = [draw_photometric(rng) for _ in range(4000)]
     for name, low, high in (("brightness", -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA), ("contrast", *CONTRAST_RANGE),
                             ("saturation", *SATURATION_RANGE), ("hue", -HUE_DELTA, HUE_DELTA)):
