@@ -61,6 +61,7 @@ from src.engine.trainer import (
     saves_checkpoints,
     set_up_parallel,
     training_hooks,
+    warn_lr_batch,
 )
 from src.infra.errors import ConfigError
 from src.infra.runtime import device_id, run_job, set_up_device
@@ -75,6 +76,7 @@ def train_fasterrcnn(cfg) -> None:
     ms.set_seed(SEED)
     phases = bn_phases(cfg)
     rank, device_num = set_up_parallel(cfg)
+    warn_lr_batch(cfg, device_num)
     if len(phases) > 1 and not saves_checkpoints(cfg, rank):
         # The second phase continues from the first one's last checkpoint.
         raise ConfigError(f"resnet_bn_training_epochs={cfg.resnet_bn_training_epochs} needs checkpoints on every "
@@ -84,7 +86,7 @@ def train_fasterrcnn(cfg) -> None:
         for last_epoch, bn_training in phases:
             dataset, steps_per_epoch = build_dataset(cfg, rank, device_num)  # a Model takes a dataset only once
             net = build_network(cfg, bn_training, None if resume else pretrained_path(cfg))
-            optimizer = build_optimizer(cfg, net, steps_per_epoch)
+            optimizer = build_optimizer(cfg, net, steps_per_epoch, device_num)
             train_cell = build_train_cell(cfg, net, optimizer, device_num)
             initial_step = restore_training_state(train_cell, optimizer, resume, steps_per_epoch) if resume else 0
             if initial_step // steps_per_epoch >= last_epoch:

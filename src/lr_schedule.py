@@ -11,7 +11,8 @@ longer than the run. With `lr_cosine_to_zero` (a key of this port, for short fro
 cosine spans the steps of the run after the warm-up instead and reaches 0 after the last step (0 beyond it); a run too
 short for its warm-up (a smoke test) gets the warm-up clipped to its first half, with a warning. The rate
 is not scaled by the number of devices (steps_per_epoch is the per-rank batch count): the original uses the same
-base_lr for 1 and 8 devices.
+base_lr for 1 and 8 devices. With `auto_scale_lr` (this port's) the whole schedule is multiplied by the global batch
+(batch_size x devices) over `base_batch_size`, the batch base_lr is set for (the linear scaling rule).
 """
 from __future__ import annotations
 
@@ -32,11 +33,44 @@ def cosine_lr(base_lr: float, warmup_steps: int, total_steps: int, step: int) ->
     return base_lr * (1.0 + math.cos(math.pi * (step - warmup_steps) / total_steps)) / 2.0
 
 
-def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
-    """Per-step learning rates for a run of `config.epoch_size` epochs of `steps_per_epoch` steps.
+def global_batch_lr(config: Config, device_num: int) -> tuple[float, str | None]:
+    """(the base learning rate of a run on `device_num` devices, a warning or None).
 
-    Reads config.base_lr, warmup_step, warmup_ratio, epoch_size, lr_cosine_to_zero. Returns a list of
-    steps_per_epoch * (epoch_size + 1) floats (the original's length; the last epoch is never used).
+    Global batch = batch_size x device_num. With auto_scale_lr: base_lr x global batch / base_batch_size; without:
+    base_lr, and a warning naming auto_scale_lr when the global batch differs from base_batch_size.
+    """
+    base_batch = config.base_batch_size
+    if isinstance(base_batch, bool) or not isinstance(base_batch, int) or base_batch < 1:
+        raise ConfigError(f"base_batch_size={base_batch!r}: expected a positive integer (the global batch base_lr "
+                          "is set for)")
+    batch = int(config.batch_size) * device_num
+    base_lr = float(config.base_lr)
+    scaled = base_lr * batch / base_batch
+    if config.auto_scale_lr or batch == base_batch:
+        return scaled, None
+    devices = f"{device_num} device{'s' if device_num > 1 else ''}"
+    return base_lr, (f"base_lr {base_lr:g} is set for a global batch of {base_batch} (base_batch_size); this run's "
+                     f"is {batch} (batch_size {config.batch_size} x {devices}): --auto_scale_lr=True would use "
+                     f"{scaled:g}")
+
+
+def describe_lr(config: Config, device_num: int) -> str:
+    """The base learning rate a run uses, for its start line: `base lr 0.04`, or with auto_scale_lr
+    `base lr 0.005 (base_lr 0.04 x global batch 2 / base_batch_size 16)`."""
+    lr, _ = global_batch_lr(config, device_num)
+    if not config.auto_scale_lr:
+        return f"base lr {lr:g}"
+    return (f"base lr {lr:g} (base_lr {float(config.base_lr):g} x global batch {int(config.batch_size) * device_num}"
+            f" / base_batch_size {config.base_batch_size})")
+
+
+def dynamic_lr(config: Config, steps_per_epoch: int, device_num: int = 1) -> list[float]:
+    """Per-step learning rates for a run of `config.epoch_size` epochs of `steps_per_epoch` steps on `device_num`
+    devices.
+
+    Reads config.base_lr, warmup_step, warmup_ratio, epoch_size, lr_cosine_to_zero, auto_scale_lr, base_batch_size,
+    batch_size (`global_batch_lr`). Returns a list of steps_per_epoch * (epoch_size + 1) floats (the original's
+    length; the last epoch is never used).
     """
     if steps_per_epoch <= 0:
         raise DataError(f"steps_per_epoch must be positive, got {steps_per_epoch} (is the data set empty?)")
@@ -45,7 +79,7 @@ def dynamic_lr(config: Config, steps_per_epoch: int) -> list[float]:
     warmup_steps = int(config.warmup_step)
     if warmup_steps < 0:
         raise ConfigError(f"warmup_step must be >= 0, got {config.warmup_step}")
-    base_lr = float(config.base_lr)
+    base_lr, _ = global_batch_lr(config, device_num)
     total_steps = steps_per_epoch * (config.epoch_size + 1)
     run_steps = steps_per_epoch * config.epoch_size
     to_zero = bool(config.lr_cosine_to_zero)

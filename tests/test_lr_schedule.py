@@ -3,7 +3,9 @@ import math
 
 import pytest
 
-from src.lr_schedule import dynamic_lr
+from src.engine.trainer import warn_lr_batch
+from src.infra.errors import ConfigError
+from src.lr_schedule import describe_lr, dynamic_lr, global_batch_lr
 from src.model_utils.config import get_config
 
 
@@ -86,3 +88,54 @@ def test_a_run_shorter_than_its_warmup_gets_it_clipped_to_half_with_a_warning(ca
     assert lr[10] == pytest.approx(0.04, abs=1e-12)
     assert lr[15] == pytest.approx(0.02, abs=1e-12)  # half-way through the 10 cosine steps
     assert lr[20:] == [0.0] * 10
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# auto_scale_lr: the schedule for the run's global batch
+def test_auto_scale_lr_scales_the_whole_schedule():
+    # Global batch 2 x 1 over base_batch_size 16: every value x 1/8, base lr 0.005.
+    lr = dynamic_lr(_cfg(auto_scale_lr=True, batch_size=2, base_batch_size=16), steps_per_epoch=100, device_num=1)
+    assert lr[0] == pytest.approx(0.0003125, abs=1e-15)           # 0.005 x 0.0625
+    assert lr[250] == pytest.approx(0.00265625, abs=1e-15)        # 0.0003125 + (0.005 - 0.0003125) / 2
+    assert lr[500] == pytest.approx(0.005, abs=1e-15)
+    assert lr[750] == pytest.approx(0.005 * (1 + math.cos(math.pi / 4)) / 2, rel=1e-12)  # total 1000 steps
+    # 4 devices x batch 2 = 8: x 1/2; the step count per epoch is per rank, as before.
+    four = dynamic_lr(_cfg(auto_scale_lr=True, batch_size=2, base_batch_size=16), steps_per_epoch=100, device_num=4)
+    assert four[0] == pytest.approx(0.00125, abs=1e-15) and four[500] == pytest.approx(0.02, abs=1e-15)
+    # 8 x 2 = 16, the original's: unchanged.
+    assert dynamic_lr(_cfg(auto_scale_lr=True), steps_per_epoch=100, device_num=8) == dynamic_lr(_cfg(), 100)
+
+
+def test_without_auto_scale_lr_the_rate_is_base_lr_with_one_warning_line():
+    cfg = _cfg(batch_size=2, base_batch_size=16)
+    assert dynamic_lr(cfg, steps_per_epoch=100, device_num=1) == dynamic_lr(_cfg(), steps_per_epoch=100)
+    lr, warning = global_batch_lr(cfg, device_num=1)
+    assert lr == 0.04
+    assert warning == ("base_lr 0.04 is set for a global batch of 16 (base_batch_size); this run's is 2 (batch_size "
+                       "2 x 1 device): --auto_scale_lr=True would use 0.005")
+    assert "(batch_size 2 x 4 devices): --auto_scale_lr=True would use 0.02" in global_batch_lr(cfg, 4)[1]
+
+
+@pytest.mark.parametrize("overrides, device_num, expected", [
+    ({"batch_size": 2, "base_batch_size": 16}, 1, True),
+    ({"batch_size": 2, "base_batch_size": 16}, 8, False),             # the original's 8 x 2
+    ({"batch_size": 2, "base_batch_size": 2}, 1, False),              # the demo
+    ({"batch_size": 2, "base_batch_size": 16, "auto_scale_lr": True}, 1, False),
+])
+def test_warning_line_presence(capsys, overrides, device_num, expected):
+    warn_lr_batch(_cfg(**overrides), device_num)
+    err = capsys.readouterr().err
+    assert err.count("\n") == int(expected)
+    assert ("WARNING: base_lr 0.04 is set for a global batch of 16" in err and "auto_scale_lr" in err) == expected
+
+
+def test_start_line_names_the_rate():
+    assert describe_lr(_cfg(), 1) == "base lr 0.04"
+    assert describe_lr(_cfg(auto_scale_lr=True, batch_size=2, base_batch_size=16), 1) == \
+        "base lr 0.005 (base_lr 0.04 x global batch 2 / base_batch_size 16)"
+
+
+@pytest.mark.parametrize("value", [0, -16, 2.5])
+def test_bad_base_batch_size_names_the_key(value):
+    with pytest.raises(ConfigError, match="base_batch_size"):
+        global_batch_lr(_cfg(base_batch_size=value), 1)

@@ -80,6 +80,13 @@ def test_losses_are_finite_and_logged_per_step(uninterrupted):
     assert re.search(r"epoch: 2/2 step: 2/2 \| global step: 4 \| total_loss: \S+ \| rpn_cls_loss: ", stdout)
 
 
+def test_start_lines_name_the_lr_and_warn_once_about_the_batch(uninterrupted):
+    log = (uninterrupted / "log").read_text()
+    assert re.search(r"Start training: epochs 1\.\.2 of 2, .*, base lr 0\.01$", log, re.MULTILINE), log[-3000:]
+    # TINY's base_lr 0.01 for the cpu config's base_batch_size 16, run with batch 2 on 1 device: x 1/8.
+    warnings = [line for line in log.splitlines() if "auto_scale_lr" in line]
+    assert warnings == ["WARNING: base_lr 0.01 is set for a global batch of 16 (base_batch_size); this run's is 2 "
+                        "(batch_size 2 x 1 device): --auto_scale_lr=True would use 0.00125"]
 def test_checkpoints_hold_network_and_optimizer_and_parameters_change(uninterrupted):
     ckpt_dir = uninterrupted / "save_ckpt" / "ckpt_0"
     assert sorted(os.listdir(ckpt_dir)) == ["faster_rcnn-1_2.ckpt", "faster_rcnn-2_2.ckpt"]  # no partial file

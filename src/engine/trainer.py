@@ -30,6 +30,7 @@ from src.checkpoint.detector import (
     read_checkpoint,
 )
 from src.data.training_boxes import training_mindrecord
+from src.data.transforms import PreprocessSettings
 from src.dataset import create_fasterrcnn_dataset
 from src.engine.hooks import AtomicCheckpoint, DivergenceGuard, LossCallBack, StopOnSignal, evaluation_callback
 from src.FasterRcnn import build_model
@@ -38,7 +39,8 @@ from src.infra.fileio import MIN_FREE_MB_ENV, check_output_dir, min_free_bytes
 from src.infra.interrupts import TrainingInterrupted
 from src.infra.run_lock import holding
 from src.infra.runtime import network_dtype, network_kernels
-from src.lr_schedule import dynamic_lr
+from src.lr_schedule import describe_lr, dynamic_lr, global_batch_lr
+from src.model_utils.config import warn
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell
 
 MINDRECORD_PREFIX = "FasterRcnn.mindrecord"
@@ -83,6 +85,7 @@ def check_request(cfg) -> None:
     pretrained = pretrained_path(cfg)
     if pretrained and not os.path.isfile(pretrained):
         raise CheckpointError(f"--pre_trained {pretrained!r}: no such file (use 'none' to train from scratch)")
+    PreprocessSettings.from_config(cfg)  # the augmentation values
     check_output_dir(os.getcwd(), "train.py's working folder (loss_<rank>.log)")
     if writes_checkpoint_folder(cfg):
         check_output_dir(checkpoint_root(cfg), "save_checkpoint_path", min_free=checkpoint_min_free(cfg))
@@ -216,9 +219,17 @@ def build_network(cfg, bn_training: bool, pretrained: str | None):
     return net
 
 
-def build_optimizer(cfg, net, steps_per_epoch: int) -> SGD:
-    """SGD over the trainable parameters with the whole run's learning-rate schedule (src/lr_schedule.py)."""
-    lr = Tensor(dynamic_lr(cfg, steps_per_epoch), mstype.float32)
+def warn_lr_batch(cfg, device_num: int) -> None:
+    """One warning line when base_lr was set for another global batch and auto_scale_lr is off."""
+    _, warning = global_batch_lr(cfg, device_num)
+    if warning:
+        warn(warning)
+
+
+def build_optimizer(cfg, net, steps_per_epoch: int, device_num: int) -> SGD:
+    """SGD over the trainable parameters with the whole run's learning-rate schedule (src/lr_schedule.py) for a
+    global batch of cfg.batch_size x `device_num`."""
+    lr = Tensor(dynamic_lr(cfg, steps_per_epoch, device_num), mstype.float32)
     return SGD(params=net.trainable_params(), learning_rate=lr, momentum=cfg.momentum,
                weight_decay=cfg.weight_decay, loss_scale=cfg.loss_scale)
 
@@ -260,7 +271,8 @@ def fit(cfg, train_cell, dataset, hooks: Hooks, *, steps_per_epoch: int, initial
     guard, checkpoint_cb, stop = hooks.guard, hooks.checkpoint, hooks.stop
     bn_mode = "batch" if bn_training else "moving"
     print(f"Start training: epochs {initial_epoch + 1}..{last_epoch} of {cfg.epoch_size}, {steps_per_epoch} steps "
-          f"each, {device_num} device(s), {cfg.device_target}, BatchNorm on {bn_mode} statistics", flush=True)
+          f"each, {device_num} device(s), {cfg.device_target}, BatchNorm on {bn_mode} statistics, "
+          f"{describe_lr(cfg, device_num)}", flush=True)
     start = time.time()
     try:
         with stop:
