@@ -15,20 +15,23 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import peak_rss_mb, print_table  # noqa: E402
 from src.data.mindrecord import create_mindrecord  # noqa: E402
+from src.data.settings import DataSettings  # noqa: E402
 from src.data.synthetic import generate  # noqa: E402
-from src.dataset import create_fasterrcnn_dataset  # noqa: E402
+from src.dataset import PipelineSettings, create_fasterrcnn_dataset  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 
 PREFIX = "FasterRcnn.mindrecord"
 SEED = 0
 
 
-def images_per_second(cfg, mindrecord: str, workers: int, batch_size: int, batches: int, warmup: int) -> float:
-    ds = create_fasterrcnn_dataset(cfg, mindrecord, batch_size=batch_size, num_parallel_workers=workers)
+def images_per_second(pipeline: PipelineSettings, mindrecord: str, workers: int, batch_size: int, batches: int,
+                      warmup: int) -> float:
+    ds = create_fasterrcnn_dataset(replace(pipeline, workers=workers), mindrecord, batch_size=batch_size)
     iterator = ds.repeat().create_tuple_iterator(output_numpy=True, num_epochs=1)
     for _ in range(warmup):
         next(iterator)
@@ -58,10 +61,10 @@ def main() -> None:
             generate(coco_root, args.num_images, 0, SEED, get_config([]).coco_classes)
         cfg = get_config([], img_height=args.img_height, img_width=args.img_width, coco_root=coco_root,
                          mindrecord_dir=os.path.join(tmp, "mindrecord"))
-        mindrecord = create_mindrecord(cfg, PREFIX, is_training=True)
-        results = {}
+        mindrecord = create_mindrecord(DataSettings.from_config(cfg), PREFIX, is_training=True)
+        pipeline, results = PipelineSettings.from_config(cfg), {}
         for workers in args.workers:
-            results[workers] = images_per_second(cfg, mindrecord, workers, args.batch_size, args.batches,
+            results[workers] = images_per_second(pipeline, mindrecord, workers, args.batch_size, args.batches,
                                                  args.warmup)
 
     source = args.coco_root or f"synthetic ({args.num_images} images of 300x400 to 360x640)"

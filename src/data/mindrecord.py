@@ -1,7 +1,7 @@
 """The project's MindRecord sets: where they live, when one is complete, and writing one from a COCO or TXT set.
 
 One row per image, fields `image` (the encoded file's bytes), `annotation` int32 (n, 6) [x1, y1, x2, y2, label,
-iscrowd] (source pixels truncated to integers, label = index in `cfg.coco_classes`) and `image_id` int64 (the COCO
+iscrowd] (source pixels truncated to integers, label = index in the classes) and `image_id` int64 (the COCO
 image id; for TXT the 1-based position of the image's line among the non-blank lines). Training sets are written
 as 8 files (`<prefix>0` ... `<prefix>7`), evaluation sets as one (`<prefix>`), each with its `.db` index, as the
 original. Beside them `<file to open>.json` (e.g. `FasterRcnn.mindrecord0.json`) records the files' sizes, the
@@ -12,7 +12,7 @@ rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. C
 
 The json also lists the boxes the conversion dropped as degenerate (`dropped_boxes`: [image id, index of the box
 among the image's annotations]) and the images skipped as missing or unreadable (`skipped_images`: ids), so that the
-evaluation leaves them out of the ground truth too (src/evaluation/evaluator.py). With `cfg.exif_transpose` an
+evaluation leaves them out of the ground truth too (src/evaluation/evaluator.py). With `exif_transpose` an
 image whose EXIF orientation is not 1 is stored in its displayed frame, re-encoded as PNG (lossless), with its displayed
 size (src/data/image_files.py); without it such images are stored as they are and counted in a warning.
 """
@@ -31,6 +31,7 @@ import numpy as np
 from mindspore.mindrecord import FileWriter
 
 from src.data.image_files import OrientationNotes, read_image
+from src.data.settings import DataSettings
 from src.data.sources import ImageRecord, read_coco_records, read_txt_records
 from src.infra.errors import DataError
 from src.infra.fileio import write_json_atomic
@@ -51,11 +52,11 @@ SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 2"
 NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)  # an image without boxes (eval): one crowd row
 
 
-def mindrecord_directory(cfg) -> str:
-    """cfg.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO) / beside the TXT label file."""
-    if cfg.mindrecord_dir:
-        return cfg.mindrecord_dir
-    root = cfg.coco_root if cfg.dataset == "coco" else os.path.dirname(os.path.abspath(cfg.anno_path))
+def mindrecord_directory(settings: DataSettings) -> str:
+    """settings.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO) / beside the TXT label file."""
+    if settings.mindrecord_dir:
+        return settings.mindrecord_dir
+    root = settings.coco_root if settings.is_coco else os.path.dirname(os.path.abspath(settings.anno_path))
     return os.path.join(root, DEFAULT_SUBDIR)
 
 
@@ -230,24 +231,19 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def describe_source(cfg, is_training: bool) -> dict:
-    """The configured source (files, split, classes, the annotation file's SHA-256); `images_fingerprint` adds the
-    images. A complete set is reused only for the same source."""
-    if cfg.dataset == "coco":
-        if not os.path.isdir(cfg.coco_root):
-            raise DataError(f"coco_root is not a directory: {cfg.coco_root!r} (config key coco_root)")
-        split = cfg.train_data_type if is_training else cfg.val_data_type
-        anno_file = os.path.join(cfg.coco_root, cfg.instance_set.format(split))
-        image_root = os.path.join(cfg.coco_root, split)
-        kind = "coco"
-    else:
-        anno_file, image_root, kind = cfg.anno_path, cfg.image_dir, "txt"
+def describe_source(settings: DataSettings, is_training: bool) -> dict:
+    """The source (files, split, classes, the annotation file's SHA-256); `images_fingerprint` adds the images. A
+    complete set is reused only for the same source."""
+    if settings.is_coco and not os.path.isdir(settings.coco_root):
+        raise DataError(f"coco_root is not a directory: {settings.coco_root!r} (config key coco_root)")
+    anno_file, image_root = settings.source_files(is_training)
+    kind = "coco" if settings.is_coco else "txt"
     if not os.path.isfile(anno_file):
         key = "coco_root, instance_set" if kind == "coco" else "anno_path"
         raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
     return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_sha256": file_sha256(anno_file),
             "image_root": os.path.abspath(image_root), "is_training": bool(is_training),
-            "classes": list(cfg.coco_classes), "exif_transpose": bool(cfg.exif_transpose)}
+            "classes": list(settings.classes), "exif_transpose": settings.exif_transpose}
 
 
 def images_fingerprint(records: list[ImageRecord]) -> str:
@@ -353,22 +349,22 @@ def _print_orientation_line(sidecar: dict | None, applied: bool) -> None:
         print(line, flush=True)
 
 
-def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None = None,
+def create_mindrecord(settings: DataSettings, prefix: str, is_training: bool, rank_id: int | None = None,
                       file_num: int | None = None) -> str:
-    """The MindRecord of the configured data set (`cfg.dataset` "coco": `coco_root`; else TXT: `image_dir`,
-    `anno_path`), written on first use into `mindrecord_directory(cfg)`; returns the file to open.
+    """The MindRecord of the data set (`settings.dataset` "coco": `coco_root`; else TXT: `image_dir`, `anno_path`),
+    written on first use into `mindrecord_directory(settings)`; returns the file to open.
 
     A complete set from the same source (annotation content, every image's size and modification time, classes)
-    is reused; otherwise it is rebuilt, saying why. Only rank 0 (`rank_id`, default cfg.rank_id) writes; other
+    is reused; otherwise it is rebuilt, saying why. Only rank 0 (`rank_id`, default settings.rank_id) writes; other
     ranks wait for it. Missing or unreadable images stop the conversion with their name, or with
-    `cfg.skip_bad_images` are skipped and counted; a one-line summary is printed.
+    `settings.skip_bad_images` are skipped and counted; a one-line summary is printed.
     """
-    rank = cfg.rank_id if rank_id is None else rank_id
+    rank = settings.rank_id if rank_id is None else rank_id
     file_num = file_num or (TRAIN_FILE_NUM if is_training else EVAL_FILE_NUM)
-    directory = mindrecord_directory(cfg)
+    directory = mindrecord_directory(settings)
     target = mindrecord_file(directory, prefix, file_num)
-    source = describe_source(cfg, is_training)
-    records, categories = read_records(source, bool(cfg.allow_outside_paths))
+    source = describe_source(settings, is_training)
+    records, categories = read_records(source, settings.allow_outside_paths)
     source["images"] = images_fingerprint(records)
     if is_mindrecord_complete(target, source):
         print(f"Reusing MindRecord {target}", flush=True)
@@ -386,10 +382,10 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
     print("Create Mindrecord. It may take some time.", flush=True)
     summary = ConversionSummary()
     left_out = LeftOut([], [], [])
-    rows = _rows_to_write(records, is_training, bool(cfg.skip_bad_images), int(cfg.num_gts), summary, left_out,
+    rows = _rows_to_write(records, is_training, settings.skip_bad_images, settings.num_gts, summary, left_out,
                           source["exif_transpose"])
     # left_out's lists fill while write_mindrecord consumes `rows`, before it writes the json
-    sidecar = {"open": os.path.basename(target), "source": source, "classes": list(cfg.coco_classes),
+    sidecar = {"open": os.path.basename(target), "source": source, "classes": list(settings.classes),
                "categories": categories, "dropped_boxes": left_out.dropped_boxes,
                "skipped_images": left_out.skipped_images, "oriented_names": left_out.oriented_names}
     write_mindrecord(rows, directory, prefix, file_num, len(records), sidecar, summary)

@@ -1,0 +1,54 @@
+"""Where a data set's files are and how its conversion to MindRecord treats them.
+
+`DataSettings.from_config(cfg)` is the only code that reads the config's data keys; the conversion
+(src/data/mindrecord.py) and the evaluation set (src/evaluation/evaluator.py) receive the settings, never the config.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from src.model_utils.config import Config
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """A COCO (`dataset` "coco": a json per split under `coco_root`) or TXT (a label file + an image folder) set."""
+
+    classes: tuple[str, ...]          # coco_classes: the class names, background first; a box's label = its index
+    dataset: str = "coco"             # "coco", anything else: TXT
+    coco_root: str = ""
+    train_data_type: str = "train2017"
+    val_data_type: str = "val2017"
+    instance_set: str = "annotations/instances_{}.json"  # a split's json under coco_root
+    anno_path: str = ""               # TXT: the label file; evaluation: the ground truth (COCO default: the val json)
+    image_dir: str = ""               # TXT: the folder the label file's image paths are relative to
+    mindrecord_dir: str = ""          # empty: <coco_root>/FASTERRCNN_MINDRECORD, or beside the TXT label file
+    num_gts: int = 128                # boxes kept per training image (counted when an image has more)
+    skip_bad_images: bool = False     # skip and count missing / unreadable images instead of stopping
+    exif_transpose: bool = False      # store images in their displayed frame (EXIF orientation applied)
+    allow_outside_paths: bool = False  # TXT image paths may be absolute or lead out of image_dir
+    rank_id: int = 0                  # only rank 0 writes a MindRecord; the others wait for it
+
+    @property
+    def is_coco(self) -> bool:
+        return self.dataset == "coco"
+
+    def source_files(self, is_training: bool) -> tuple[str, str]:
+        """(annotation file, image folder) of the training or validation set: COCO's split under coco_root, or the
+        TXT label file and image_dir."""
+        if not self.is_coco:
+            return self.anno_path, self.image_dir
+        split = self.train_data_type if is_training else self.val_data_type
+        return os.path.join(self.coco_root, self.instance_set.format(split)), os.path.join(self.coco_root, split)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> DataSettings:
+        return cls(classes=tuple(cfg.coco_classes), dataset=str(cfg.dataset), coco_root=str(cfg.coco_root),
+                   train_data_type=str(cfg.train_data_type), val_data_type=str(cfg.val_data_type),
+                   instance_set=str(cfg.instance_set), anno_path=str(cfg.anno_path), image_dir=str(cfg.image_dir),
+                   mindrecord_dir=str(cfg.mindrecord_dir), num_gts=int(cfg.num_gts),
+                   skip_bad_images=bool(cfg.skip_bad_images), exif_transpose=bool(cfg.exif_transpose),
+                   allow_outside_paths=bool(cfg.allow_outside_paths), rank_id=int(cfg.rank_id))
