@@ -283,17 +283,19 @@ def test_missing_or_unreadable_image_is_named(messy_coco):
 
 
 def test_bad_images_skipped_and_boxes_cleaned_with_counts(messy_coco, capsys):
-    cfg = small_cfg(coco_root=str(messy_coco), mindrecord_dir=str(messy_coco / "mr"), skip_bad_images=True)
+    cfg = small_cfg(coco_root=str(messy_coco), mindrecord_dir=str(messy_coco / "mr"), skip_bad_images=True,
+                    skip_background_images=True)
     path = convert(cfg, TRAIN, True)
     sidecar = read_sidecar(path)
-    assert sidecar["summary"] == {"images_in_source": 5, "images_written": 2, "images_without_box": 1,
+    assert sidecar["summary"] == {"images_in_source": 5, "images_written": 2, "images_background": 0,
+                                  "images_without_box": 1,
                                   "images_missing": 1, "images_unreadable": 1, "images_over_num_gts": 0,
                                   "boxes_clipped": 2, "boxes_degenerate": 2, "boxes_crowd": 1, "images_oriented": 0}
     # what the evaluation needs to know: [image id, box index in the image], image ids
     assert sidecar["dropped_boxes"] == [[4, 0], [5, 1]] and sidecar["skipped_images"] == [2, 3]
     train = messy_coco / "train2017"
-    assert (f"2 of 5 images written; left out 1 without a usable box, 1 missing ({train / 'gone.png'}), 1 unreadable "
-            f"({train / 'broken.jpg'})") in capsys.readouterr().out
+    assert (f"2 of 5 images written, 0 of them background images (no usable box); left out 1 without a usable box, "
+            f"1 missing ({train / 'gone.png'}), 1 unreadable ({train / 'broken.jpg'})") in capsys.readouterr().out
     raw = {int(r["image_id"]): r["annotation"] for r in
            de.MindDataset(path, columns_list=["annotation", "image_id"], shuffle=False)
            .create_dict_iterator(output_numpy=True, num_epochs=1)}

@@ -8,7 +8,9 @@ original. Beside them `<file to open>.json` (e.g. `FasterRcnn.mindrecord0.json`)
 source, the classes, the conversion's counts and the label <-> category id map (`label_map`); it is written last,
 so a set without it (an interrupted run, or one written by the original) is never taken for complete and is
 rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. COCO category
-`label_map(file)[k + 1]["id"]`.
+`label_map(file)[k + 1]["id"]`. An image without a usable (non-crowd) box is a background image, as in the original:
+it keeps its crowd rows, or gets NO_BOX_ROW when it has none (all of its gts invalid: every anchor and RoI negative);
+a training set leaves such images out with `skip_background_images`; both are counted.
 
 The json also lists the boxes the conversion dropped as degenerate (`dropped_boxes`: [image id, index of the box
 among the image's annotations]) and the images skipped as missing or unreadable (`skipped_images`: ids), so that the
@@ -48,8 +50,8 @@ SCHEMA = {
 }
 SCHEMA_NAME = "fasterrcnn_json"
 SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 2"
-# Formats MindSpore's Decode reads, by their first bytes.
-NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)  # an image without boxes (eval): one crowd row
+# An image without any box: one crowd row of label 0 (the original's create_coco_label), an invalid gt in training
+NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)
 
 
 def mindrecord_directory(settings: DataSettings) -> str:
@@ -119,7 +121,8 @@ class ConversionSummary:
 
     images_in_source: int = 0
     images_written: int = 0
-    images_without_box: int = 0     # left out of a training set
+    images_background: int = 0      # written without a usable box (crowd rows only, or NO_BOX_ROW)
+    images_without_box: int = 0     # without a usable box, left out of a training set (skip_background_images)
     images_missing: int = 0         # skipped with skip_bad_images
     images_unreadable: int = 0      # skipped with skip_bad_images
     images_over_num_gts: int = 0    # more boxes than num_gts: the pipeline keeps num_gts of them
@@ -136,7 +139,8 @@ class ConversionSummary:
         return {key: value for key, value in asdict(self).items() if isinstance(value, int)}
 
     def line(self, path: str) -> str:
-        return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written; left out "
+        return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written, "
+                f"{self.images_background} of them background images (no usable box); left out "
                 f"{self.images_without_box} without a usable box, {self.images_missing} missing"
                 f"{named(self.missing)}, {self.images_unreadable} unreadable{named(self.unreadable)}; "
                 f"boxes: {self.boxes_clipped} clipped to the image, "
@@ -187,9 +191,11 @@ class LeftOut:
 
 
 def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_images: bool, num_gts: int,
-                   summary: ConversionSummary, left_out: LeftOut, exif_transpose: bool = False):
+                   summary: ConversionSummary, left_out: LeftOut, exif_transpose: bool = False,
+                   skip_background_images: bool = False):
     """Yield MindRecord rows: images checked, boxes cleaned; the counts go into `summary`, what was left out
-    into `left_out`."""
+    into `left_out`. An image without a usable (non-crowd) box is a background image, written with its crowd rows
+    or NO_BOX_ROW (the original's), or left out of a training set with `skip_background_images`."""
     summary.images_in_source = len(records)
     notes = OrientationNotes()
     for record in records:
@@ -210,9 +216,10 @@ def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_image
         rows = usable_rows(record.boxes, height, width, summary, dropped)
         left_out.dropped_boxes.extend([int(record.image_id), i] for i in dropped)
         if not np.any(rows[:, 5] == 0):
-            if is_training:
+            if is_training and skip_background_images:
                 summary.images_without_box += 1
                 continue
+            summary.images_background += 1
             if len(rows) == 0:
                 rows = NO_BOX_ROW
         summary.images_over_num_gts += int(len(rows) > num_gts)
@@ -241,9 +248,13 @@ def describe_source(settings: DataSettings, is_training: bool) -> dict:
     if not os.path.isfile(anno_file):
         key = "coco_root, instance_set" if kind == "coco" else "anno_path"
         raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
-    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_sha256": file_sha256(anno_file),
-            "image_root": os.path.abspath(image_root), "is_training": bool(is_training),
-            "classes": list(settings.classes), "exif_transpose": settings.exif_transpose}
+    source = {"dataset": kind, "annotation_file": os.path.abspath(anno_file),
+              "annotation_sha256": file_sha256(anno_file), "image_root": os.path.abspath(image_root),
+              "is_training": bool(is_training), "classes": list(settings.classes),
+              "exif_transpose": settings.exif_transpose}
+    if is_training:  # evaluation sets keep every image
+        source["skip_background_images"] = settings.skip_background_images
+    return source
 
 
 def images_fingerprint(records: list[ImageRecord]) -> str:
@@ -268,6 +279,7 @@ _CHANGES = {
     "image_root": "another image folder",
     "is_training": "training and evaluation sets differ",
     "exif_transpose": "exif_transpose changed (the frame images are stored in)",
+    "skip_background_images": "skip_background_images changed (training images without a usable box)",
 }
 
 
@@ -383,7 +395,7 @@ def create_mindrecord(settings: DataSettings, prefix: str, is_training: bool, ra
     summary = ConversionSummary()
     left_out = LeftOut([], [], [])
     rows = _rows_to_write(records, is_training, settings.skip_bad_images, settings.num_gts, summary, left_out,
-                          source["exif_transpose"])
+                          source["exif_transpose"], source.get("skip_background_images", False))
     # left_out's lists fill while write_mindrecord consumes `rows`, before it writes the json
     sidecar = {"open": os.path.basename(target), "source": source, "classes": list(settings.classes),
                "categories": categories, "dropped_boxes": left_out.dropped_boxes,

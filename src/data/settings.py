@@ -28,6 +28,7 @@ class DataSettings:
     mindrecord_dir: str = ""          # empty: <coco_root>/FASTERRCNN_MINDRECORD, or beside the TXT label file
     num_gts: int = 128                # boxes kept per training image (counted when an image has more)
     skip_bad_images: bool = False     # skip and count missing / unreadable images instead of stopping
+    skip_background_images: bool = False  # leave training images without a usable box out (counted)
     exif_transpose: bool = False      # store images in their displayed frame (EXIF orientation applied)
     allow_outside_paths: bool = False  # TXT image paths may be absolute or lead out of image_dir
     rank_id: int = 0                  # only rank 0 writes a MindRecord; the others wait for it
@@ -50,5 +51,6 @@ class DataSettings:
                    train_data_type=str(cfg.train_data_type), val_data_type=str(cfg.val_data_type),
                    instance_set=str(cfg.instance_set), anno_path=str(cfg.anno_path), image_dir=str(cfg.image_dir),
                    mindrecord_dir=str(cfg.mindrecord_dir), num_gts=int(cfg.num_gts),
-                   skip_bad_images=bool(cfg.skip_bad_images), exif_transpose=bool(cfg.exif_transpose),
+                   skip_bad_images=bool(cfg.skip_bad_images),
+                   skip_background_images=bool(cfg.skip_background_images), exif_transpose=bool(cfg.exif_transpose),
                    allow_outside_paths=bool(cfg.allow_outside_paths), rank_id=int(cfg.rank_id))
