@@ -27,6 +27,7 @@ from src.infra.errors import CheckpointError
 from src.infra.fileio import check_output_dir
 from src.infra.run_lock import hold_folder
 from src.infra.runtime import device_id, load_inference_network, run_job, set_up_device
+from src.model_utils.config import classes_from_data
 from src.util import load_ground_truth
 
 
@@ -41,7 +42,7 @@ def evaluation_paths(cfg) -> tuple[str, str, str, str]:
 
 def eval_fasterrcnn(cfg) -> None:
     coco_root, mindrecord_dir, checkpoint_path, acclog_path = evaluation_paths(cfg)
-    cfg = cfg.replace(coco_root=coco_root, mindrecord_dir=mindrecord_dir)
+    cfg = classes_from_data(cfg.replace(coco_root=coco_root, mindrecord_dir=mindrecord_dir), is_training=False)
     set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
     if not os.path.isfile(checkpoint_path):
         raise CheckpointError(f"checkpoint file not found: {checkpoint_path!r} (config key checkpoint_path)")

@@ -55,10 +55,15 @@ NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)
 
 
 def mindrecord_directory(settings: DataSettings) -> str:
-    """settings.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO) / beside the TXT label file."""
+    """settings.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO), or beside the annotation file (TXT,
+    or COCO without coco_root: the training json's folder, else the validation json's)."""
     if settings.mindrecord_dir:
         return settings.mindrecord_dir
-    root = settings.coco_root if settings.is_coco else os.path.dirname(os.path.abspath(settings.anno_path))
+    given_json = settings.train_anno_path or settings.val_anno_path
+    if settings.is_coco and (settings.coco_root or not given_json):
+        root = settings.coco_root
+    else:
+        root = os.path.dirname(os.path.abspath(given_json if settings.is_coco else settings.anno_path))
     return os.path.join(root, DEFAULT_SUBDIR)
 
 
@@ -241,13 +246,13 @@ def file_sha256(path: str) -> str:
 def describe_source(settings: DataSettings, is_training: bool) -> dict:
     """The source (files, split, classes, the annotation file's SHA-256); `images_fingerprint` adds the images. A
     complete set is reused only for the same source."""
-    if settings.is_coco and not os.path.isdir(settings.coco_root):
+    if settings.needs_coco_root(is_training) and not os.path.isdir(settings.coco_root):
         raise DataError(f"coco_root is not a directory: {settings.coco_root!r} (config key coco_root)")
     anno_file, image_root = settings.source_files(is_training)
     kind = "coco" if settings.is_coco else "txt"
     if not os.path.isfile(anno_file):
-        key = "coco_root, instance_set" if kind == "coco" else "anno_path"
-        raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
+        keys = settings.annotation_keys(is_training)
+        raise DataError(f"annotation file not found: {anno_file!r} (config keys {keys})")
     source = {"dataset": kind, "annotation_file": os.path.abspath(anno_file),
               "annotation_sha256": file_sha256(anno_file), "image_root": os.path.abspath(image_root),
               "is_training": bool(is_training), "classes": list(settings.classes),

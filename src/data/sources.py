@@ -225,6 +225,16 @@ def load_coco_json(json_path: str) -> dict:
     return data
 
 
+def category_names(json_path: str) -> list[str]:
+    """The names of a COCO json's categories ordered by category id; DataError when two share a name."""
+    categories = sorted(load_coco_json(json_path)["categories"], key=lambda cat: cat["id"])
+    names = [cat["name"] for cat in categories]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{json_path}: categories {repeated} appear more than once (a class name maps to one label)")
+    return names
+
+
 def coco_category_labels(categories: Sequence[dict], classes: Sequence[str], used_ids: set[int],
                          where: str) -> dict[int, int]:
     """COCO category id -> contiguous label (index of its name in `classes`), as the original maps them.

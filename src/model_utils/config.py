@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from src.data.settings import DataSettings
+from src.data.sources import category_names
 from src.infra.errors import ConfigError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -223,6 +225,29 @@ def warn(message: str) -> None:
 def cap_workers(requested: int) -> int:
     """A worker count between 1 and the machine's cores."""
     return max(1, min(int(requested), os.cpu_count() or 1))
+
+
+def classes_from_data(cfg: Config, is_training: bool) -> Config:
+    """`cfg`, or for COCO data whose classes are not given, `cfg` with the classes of the json the conversion reads
+    (background, then its category names by category id) and one warning line.
+
+    Not given: neither coco_classes nor num_classes on the command line, and coco_classes still the shipped COCO
+    names while the json has a category that is not one of them (a COCO json keeps COCO's 81 classes; any other
+    given classes keep the usual check of the json's categories against them)."""
+    if cfg.dataset != "coco" or {"coco_classes", "num_classes"} & cfg.given:
+        return cfg
+    shipped, _, _ = parse_yaml(os.path.join(ROOT, DEFAULT_CONFIGS["Ascend"]))
+    if list(cfg.coco_classes) != shipped["coco_classes"]:
+        return cfg
+    json_path, _ = DataSettings.from_config(cfg).source_files(is_training)
+    if not os.path.isfile(json_path):
+        return cfg  # the conversion names the missing file
+    names = category_names(json_path)
+    if set(names) <= set(shipped["coco_classes"]):
+        return cfg
+    warn(f"classes taken from {os.path.basename(json_path)}'s {len(names)} categories (by id): {', '.join(names)}")
+    classes = ["background", *names]
+    return cfg.replace(coco_classes=classes, num_classes=len(classes))
 
 
 def get_config(argv: Iterable[str] | None = None, **overrides: Any) -> Config:
