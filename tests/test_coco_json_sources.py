@@ -75,6 +75,16 @@ def test_a_json_of_coco_names_keeps_cocos_classes(tmp_path, capsys):
     assert stored_rows(convert(cfg, TRAIN, True)) == {11: [[4, 6, 24, 36, 17, 0]]}  # COCO's label of "dog"
 
 
+def test_the_coco_root_layout_keeps_the_configured_classes(tmp_path):
+    """Its json is COCO's (large) and not read for classes: other categories fail the conversion as before."""
+    write_coco_set(tmp_path / "annotations" / "instances_train2017.json", tmp_path / "train2017", IMAGES,
+                   ANNOTATIONS, CATEGORIES)
+    cfg = get_config([], coco_root=str(tmp_path))
+    assert classes_from_data(cfg, is_training=True) is cfg
+    with pytest.raises(DataError, match=r"categories \['fox', 'hedgehog', 'owl'\] are not in the config's"):
+        convert(cfg, TRAIN, True)
+
+
 def test_repeated_category_names_are_refused(tmp_path):
     json_path = write_coco_set(tmp_path / "annotations.json", tmp_path / "images", IMAGES[:1], [],
                                [(1, "fox"), (2, "fox")])

@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from src.data.settings import DataSettings
 from src.data.sources import category_names
 from src.infra.errors import ConfigError
 
@@ -228,20 +227,19 @@ def cap_workers(requested: int) -> int:
 
 
 def classes_from_data(cfg: Config, is_training: bool) -> Config:
-    """`cfg`, or for COCO data whose classes are not given, `cfg` with the classes of the json the conversion reads
-    (background, then its category names by category id) and one warning line.
+    """`cfg`, or when the classes of a COCO json named by train_anno_path (training) / val_anno_path (evaluation) are
+    not given, `cfg` with the json's classes (background, then its category names by category id) and one warning.
 
     Not given: neither coco_classes nor num_classes on the command line, and coco_classes still the shipped COCO
-    names while the json has a category that is not one of them (a COCO json keeps COCO's 81 classes; any other
-    given classes keep the usual check of the json's categories against them)."""
-    if cfg.dataset != "coco" or {"coco_classes", "num_classes"} & cfg.given:
+    names while the json has a category that is not one of them (a json of COCO names keeps COCO's 81 classes;
+    classes given otherwise keep the usual check of the json's categories against them). The coco_root layout is
+    COCO's and is not read here (its train json is large)."""
+    json_path = cfg.train_anno_path if is_training else cfg.val_anno_path
+    if cfg.dataset != "coco" or not json_path or {"coco_classes", "num_classes"} & cfg.given:
         return cfg
     shipped, _, _ = parse_yaml(os.path.join(ROOT, DEFAULT_CONFIGS["Ascend"]))
-    if list(cfg.coco_classes) != shipped["coco_classes"]:
-        return cfg
-    json_path, _ = DataSettings.from_config(cfg).source_files(is_training)
-    if not os.path.isfile(json_path):
-        return cfg  # the conversion names the missing file
+    if list(cfg.coco_classes) != shipped["coco_classes"] or not os.path.isfile(json_path):
+        return cfg  # the conversion names a missing file
     names = category_names(json_path)
     if set(names) <= set(shipped["coco_classes"]):
         return cfg
