@@ -368,8 +368,8 @@ def _print_orientation_line(sidecar: dict | None, applied: bool) -> None:
 
 def create_mindrecord(settings: DataSettings, prefix: str, is_training: bool, rank_id: int | None = None,
                       file_num: int | None = None) -> str:
-    """The MindRecord of the data set (`settings.dataset` "coco": `coco_root`; else TXT: `image_dir`, `anno_path`),
-    written on first use into `mindrecord_directory(settings)`; returns the file to open.
+    """The MindRecord of the data set's training or evaluation split (`settings.source_files`), written on first use
+    into `mindrecord_directory(settings)`; returns the file to open.
 
     A complete set from the same source (annotation content, every image's size and modification time, classes)
     is reused; otherwise it is rebuilt, saying why. Only rank 0 (`rank_id`, default settings.rank_id) writes; other

@@ -25,12 +25,12 @@ class DataSettings:
     val_data_type: str = "val2017"
     instance_set: str = "annotations/instances_{}.json"  # a split's json under coco_root
     train_anno_path: str = ""         # COCO: the training json; empty: <coco_root>/<instance_set of train_data_type>
-    train_image_dir: str = ""         # COCO: the folder its file_names are relative to; empty: <coco_root>/train2017
+    train_image_dir: str = ""         # COCO: the folder of its file_names; empty: <coco_root>/<train_data_type>
     val_anno_path: str = ""           # the same for the validation split
     val_image_dir: str = ""
     anno_path: str = ""               # TXT: the label file; evaluation: the ground truth (COCO default: the val json)
     image_dir: str = ""               # TXT: the folder the label file's image paths are relative to
-    mindrecord_dir: str = ""          # empty: <coco_root>/FASTERRCNN_MINDRECORD, or beside the TXT label file
+    mindrecord_dir: str = ""          # empty: under coco_root, or beside the json (no coco_root) / TXT label file
     num_gts: int = 128                # boxes kept per training image (counted when an image has more)
     skip_bad_images: bool = False     # skip and count missing / unreadable images instead of stopping
     skip_background_images: bool = False  # leave training images without a usable box out (counted)

@@ -1,7 +1,7 @@
 """Reading a data set's annotations: COCO json or the TXT label file, checked, as per-image records.
 
 A record's boxes are rows `[x1, y1, x2, y2, label, iscrowd]` in source pixels (x2 = x + w for COCO), with
-`label` the index of the class name in the classes (config key coco_classes) (1..num_classes-1; 0 is the background).
+`label` the index of the class name in the classes (coco_classes: 1..num_classes-1; 0 is the background).
 Errors name the file and the line or the json entry; they are `DataError`, never a deep traceback.
 
 TXT format (the original's): one image per line,

@@ -489,9 +489,9 @@ def copy_network_weights(train_cell: nn.Cell, net: nn.Cell) -> None:
 
 
 def training_evaluator(cfg, out_dir: str) -> Evaluate:
-    """eval.py's evaluation of cfg's validation set (eval_anno_path; for COCO by default coco_root's val split) into
-    `out_dir`, on an inference network of its own that gets the training cell's current weights. Reads the ground
-    truth and prepares the evaluation MindRecord now, so that a wrong path fails before training."""
+    """eval.py's evaluation of cfg's validation set (eval_anno_path; for COCO by default val_anno_path, or coco_root's
+    val split) into `out_dir`, on an inference network of its own that gets the training cell's current weights.
+    Reads the ground truth and prepares the evaluation MindRecord now, so that a wrong path fails before training."""
     if cfg.dataset != "coco" and not cfg.eval_anno_path:
         raise ConfigError("--run_eval=True with TXT data (dataset != coco) needs --eval_anno_path: the validation "
                           "set's TXT label file (its images under image_dir)")
