@@ -16,11 +16,19 @@ from __future__ import annotations
 import os
 import sys
 
-from src.evaluation.evaluator import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
+from src.data.settings import DataSettings
+from src.evaluation.evaluator import (
+    ACCLOG_NAME,
+    EvaluationSettings,
+    fasterrcnn_eval,
+    ground_truth_path,
+    prepare_evaluation_set,
+)
 from src.infra.errors import CheckpointError
 from src.infra.fileio import check_output_dir
 from src.infra.run_lock import hold_folder
 from src.infra.runtime import device_id, load_inference_network, run_job, set_up_device
+from src.model_utils.config import classes_from_data
 from src.util import load_ground_truth
 
 
@@ -35,7 +43,7 @@ def evaluation_paths(cfg) -> tuple[str, str, str, str]:
 
 def eval_fasterrcnn(cfg) -> None:
     coco_root, mindrecord_dir, checkpoint_path, acclog_path = evaluation_paths(cfg)
-    cfg = cfg.replace(coco_root=coco_root, mindrecord_dir=mindrecord_dir)
+    cfg = classes_from_data(cfg.replace(coco_root=coco_root, mindrecord_dir=mindrecord_dir), is_training=False)
     set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
     if not os.path.isfile(checkpoint_path):
         raise CheckpointError(f"checkpoint file not found: {checkpoint_path!r} (config key checkpoint_path)")
@@ -43,13 +51,14 @@ def eval_fasterrcnn(cfg) -> None:
     out_dir = os.path.dirname(os.path.abspath(acclog_path))
     check_output_dir(out_dir, f"the output folder (of {ACCLOG_NAME}, the results json and per_class.csv)")
     hold_folder(out_dir, "eval", "eval.py")
-    cfg = cfg.replace(anno_path=ground_truth_path(cfg))
+    data = DataSettings.from_config(cfg)
+    anno_path = ground_truth_path(data)
     # the ground truth and the checkpoint first: a wrong path or file fails before the long conversion
-    coco = load_ground_truth(cfg.anno_path, cfg.dataset, cfg.coco_classes)
+    coco = load_ground_truth(anno_path, data.dataset, data.classes)
     net = load_inference_network(cfg, checkpoint_path)
-    evaluation_set = prepare_evaluation_set(cfg, coco)
+    evaluation_set = prepare_evaluation_set(data, coco, anno_path)
     print("Start Eval!", flush=True)
-    fasterrcnn_eval(cfg, net, evaluation_set, acclog_path)
+    fasterrcnn_eval(EvaluationSettings.from_config(cfg), net, evaluation_set, acclog_path)
 
 
 def main() -> int:

@@ -65,12 +65,14 @@ from src.engine.trainer import (
 )
 from src.infra.errors import ConfigError
 from src.infra.runtime import device_id, run_job, set_up_device
+from src.model_utils.config import classes_from_data
 
 SEED = 1
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports it
 
 
 def train_fasterrcnn(cfg) -> None:
+    cfg = classes_from_data(cfg, is_training=True)
     check_request(cfg)  # the config: every path and value checked before the slow work
     set_up_device(cfg.device_target, cfg.run_mode, device_id(cfg))
     ms.set_seed(SEED)

@@ -19,15 +19,17 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import peak_rss_mb, print_table  # noqa: E402
 from src.data.mindrecord import create_mindrecord  # noqa: E402
+from src.data.settings import DataSettings  # noqa: E402
 from src.data.synthetic import generate  # noqa: E402
 from src.data.transforms import PreprocessSettings, TrainPreprocess  # noqa: E402
-from src.dataset import create_fasterrcnn_dataset  # noqa: E402
+from src.dataset import PipelineSettings, create_fasterrcnn_dataset  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 
 PREFIX = "FasterRcnn.mindrecord"
@@ -36,8 +38,9 @@ ALL_AUGMENTATIONS = {"photometric_distortion": True, "scale_jitter": [0.5, 1.5],
                      "vertical_flip_ratio": 0.5}
 
 
-def images_per_second(cfg, mindrecord: str, workers: int, batch_size: int, batches: int, warmup: int) -> float:
-    ds = create_fasterrcnn_dataset(cfg, mindrecord, batch_size=batch_size, num_parallel_workers=workers)
+def images_per_second(pipeline: PipelineSettings, mindrecord: str, workers: int, batch_size: int, batches: int,
+                      warmup: int) -> float:
+    ds = create_fasterrcnn_dataset(replace(pipeline, workers=workers), mindrecord, batch_size=batch_size)
     iterator = ds.repeat().create_tuple_iterator(output_numpy=True, num_epochs=1)
     for _ in range(warmup):
         next(iterator)
@@ -91,13 +94,14 @@ def main() -> None:
             generate(coco_root, args.num_images, 0, SEED, get_config([]).coco_classes)
         cfg = get_config([], img_height=args.img_height, img_width=args.img_width, coco_root=coco_root,
                          mindrecord_dir=os.path.join(tmp, "mindrecord"))
-        mindrecord = create_mindrecord(cfg, PREFIX, is_training=True)
+        mindrecord = create_mindrecord(DataSettings.from_config(cfg), PREFIX, is_training=True)
         configs = {"off": cfg, "on": cfg.replace(**ALL_AUGMENTATIONS)}
         results = {}
         for workers in args.workers:
             for variant in variants:
-                results[workers, variant] = images_per_second(configs[variant], mindrecord, workers,
-                                                              args.batch_size, args.batches, args.warmup)
+                results[workers, variant] = images_per_second(PipelineSettings.from_config(configs[variant]),
+                                                              mindrecord, workers, args.batch_size, args.batches,
+                                                              args.warmup)
         cpu_ms = {}
         if len(variants) > 1:
             decoded = decoded_rows(mindrecord)

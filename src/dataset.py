@@ -8,9 +8,12 @@ Batched with a leading batch dimension B:
   source pixels, plus `image_id` (B,) int64. Rows follow the MindRecord's order (the json's `getImgIds()` order);
   the last batch is completed with repeats of the first rows carrying `image_id` -1, so no image is lost to
   `drop_remainder` and consumers skip rows whose `image_id` is negative.
-H x W = cfg.img_height x cfg.img_width; G = cfg.num_gts. The per-image work is in `src/data/transforms.py`.
+H x W = img_height x img_width; G = num_gts. The per-image work is in `src/data/transforms.py`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import mindspore.dataset as de
@@ -22,9 +25,26 @@ from src.data.transforms import EvalPreprocess, PreprocessSettings, TrainPreproc
 from src.infra.errors import DataError
 from src.model_utils.config import cap_workers, warn
 
+if TYPE_CHECKING:
+    from src.model_utils.config import Config
+
 PREFETCH_ROWS = 8           # the original's dataset prefetch size
 TRAIN_COLUMNS = ["image", "image_shape", "box", "label", "valid_num"]
 EVAL_COLUMNS = TRAIN_COLUMNS + ["image_id"]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What a pipeline is built from: the per-image preprocessing and its workers."""
+
+    preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
+    workers: int = 1                      # num_parallel_workers (capped at the machine's cores)
+    python_multiprocessing: bool = False  # training's preprocessing in processes instead of threads
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PipelineSettings:
+        return cls(PreprocessSettings.from_config(cfg), int(cfg.num_parallel_workers),
+                   bool(cfg.python_multiprocessing))
 
 
 def _pad_rows(mindrecord: str, columns: list[str], shards: dict, rows: int, batch_size: int):
@@ -53,12 +73,12 @@ def warn_boxes_over_num_gts(mindrecord_file: str, num_gts: int) -> int:
     return dropped
 
 
-def create_fasterrcnn_dataset(cfg, mindrecord_file: str, batch_size: int, device_num: int = 1, rank_id: int = 0,
-                              is_training: bool = True, num_parallel_workers: int | None = None):
+def create_fasterrcnn_dataset(settings: PipelineSettings, mindrecord_file: str, batch_size: int, device_num: int = 1,
+                              rank_id: int = 0, is_training: bool = True) -> de.Dataset:
     """The training or evaluation pipeline over a MindRecord (columns: see the module docstring).
 
-    Workers: `num_parallel_workers` or cfg.num_parallel_workers, at most the machine's cores. With
-    device_num > 1 each rank reads its shard `rank_id` of `device_num`.
+    Workers: settings.workers, at most the machine's cores. With device_num > 1 each rank reads its shard `rank_id`
+    of `device_num`.
     """
     if not is_mindrecord_complete(mindrecord_file):
         raise DataError(f"{mindrecord_file} is not a complete MindRecord written by create_mindrecord")
@@ -67,11 +87,10 @@ def create_fasterrcnn_dataset(cfg, mindrecord_file: str, batch_size: int, device
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     if is_training and rank_id == 0:
-        warn_boxes_over_num_gts(mindrecord_file, int(cfg.num_gts))
+        warn_boxes_over_num_gts(mindrecord_file, settings.preprocess.num_gts)
     cv2.setNumThreads(0)
     de.config.set_prefetch_size(PREFETCH_ROWS)
-    workers = cap_workers(num_parallel_workers or cfg.num_parallel_workers)
-    settings = PreprocessSettings.from_config(cfg)
+    workers = cap_workers(settings.workers)
     columns = ["image", "annotation"] + ([] if is_training else ["image_id"])
     shards = {"num_shards": device_num, "shard_id": rank_id} if device_num > 1 else {}
     ds = de.MindDataset(mindrecord_file, columns_list=columns, num_parallel_workers=workers, shuffle=is_training,
@@ -82,11 +101,12 @@ def create_fasterrcnn_dataset(cfg, mindrecord_file: str, batch_size: int, device
             ds = ds.concat(extra)
     ds = ds.map(vision.Decode(), input_columns=["image"])
     if is_training:
-        ds = ds.map(TrainPreprocess(settings), input_columns=["image", "annotation"], output_columns=TRAIN_COLUMNS,
-                    num_parallel_workers=workers, python_multiprocessing=bool(cfg.python_multiprocessing))
+        ds = ds.map(TrainPreprocess(settings.preprocess), input_columns=["image", "annotation"],
+                    output_columns=TRAIN_COLUMNS, num_parallel_workers=workers,
+                    python_multiprocessing=settings.python_multiprocessing)
         ds = ds.project(TRAIN_COLUMNS)
     else:
-        ds = ds.map(EvalPreprocess(settings), input_columns=["image", "annotation"], output_columns=TRAIN_COLUMNS,
-                    num_parallel_workers=workers)
+        ds = ds.map(EvalPreprocess(settings.preprocess), input_columns=["image", "annotation"],
+                    output_columns=TRAIN_COLUMNS, num_parallel_workers=workers)
         ds = ds.project(EVAL_COLUMNS)
     return ds.batch(batch_size, drop_remainder=True)

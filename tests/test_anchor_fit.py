@@ -16,6 +16,7 @@ from src.data.anchor_fit import (
     suggest_canvas,
     suggest_scales,
 )
+from src.data.settings import DataSettings
 from src.data.transforms import PreprocessSettings, preprocess_train
 from src.FasterRcnn.anchor_generator import multi_level_anchors
 from src.FasterRcnn.settings import AnchorSettings
@@ -160,9 +161,10 @@ def test_report_printed_once_after_train_py_converts(tiny_txt_set, capsys):
     from src.model_utils.config import get_config  # noqa: PLC0415
 
     cfg = get_config(txt_arguments(tiny_txt_set))
-    training_mindrecord(cfg, "FasterRcnn.mindrecord", rank=0)
+    data, fit = DataSettings.from_config(cfg), FitSettings.from_config(cfg)
+    training_mindrecord(data, fit, "FasterRcnn.mindrecord", rank=0)
     first = capsys.readouterr().out.splitlines()
     assert COVERAGE_LINE in first
     assert first.index(COVERAGE_LINE) > next(i for i, line in enumerate(first) if line.startswith("MindRecord "))
-    training_mindrecord(cfg, "FasterRcnn.mindrecord", rank=0)  # reused: no report
+    training_mindrecord(data, fit, "FasterRcnn.mindrecord", rank=0)  # reused: no report
     assert COVERAGE_LINE not in capsys.readouterr().out

@@ -3,12 +3,11 @@ pipeline's own output read here (create_fasterrcnn_dataset), and the drawing of 
 import cv2
 import numpy as np
 
-from src.data.mindrecord import create_mindrecord
 from src.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
-from src.dataset import create_fasterrcnn_dataset
 from src.evaluation.visualize import CROWD_COLOR, class_color, draw_ground_truth
 from src.model_utils.config import get_config
 from src.tools import browse
+from tests.helpers.data import convert, pipeline
 
 MINE = b"a file of the user's"
 
@@ -49,7 +48,7 @@ def test_browse_draws_the_pipelines_boxes(synthetic_data, tmp_path, capsys):
     assert "gt: " in capsys.readouterr().out
 
     cfg = get_config(keys)
-    dataset = create_fasterrcnn_dataset(cfg, create_mindrecord(cfg, "FasterRcnn.mindrecord", True), batch_size=1)
+    dataset = pipeline(cfg, convert(cfg, "FasterRcnn.mindrecord", True), batch_size=1)
     rows = list(dataset.create_dict_iterator(output_numpy=True, num_epochs=1))
     for name in ("browse_000-2.png", "browse_001.png"):
         picture = cv2.imread(str(out / name))

@@ -22,7 +22,8 @@ def test_skipped_images_are_named_in_the_summary_line(tmp_path):
     assert [int(r["image_id"]) for r in rows] == [1]
     shown = ", ".join(missing[:NAMED_IMAGES])
     assert summary.line("FasterRcnn.mindrecord0").startswith(
-        f"MindRecord FasterRcnn.mindrecord0: 1 of {len(paths)} images written; left out 0 without a usable box, "
+        f"MindRecord FasterRcnn.mindrecord0: 1 of {len(paths)} images written, 0 of them background images (no "
+        f"usable box); left out 0 without a usable box, "
         f"{len(missing)} missing ({shown} and 2 more), 1 unreadable ({broken}); boxes: ")
     # The json keeps the counts only.
     counts = summary.counts()
@@ -31,4 +32,5 @@ def test_skipped_images_are_named_in_the_summary_line(tmp_path):
 
 
 def test_nothing_skipped_names_nothing():
-    assert "left out 0 without a usable box, 0 missing, 0 unreadable; boxes:" in ConversionSummary().line("x")
+    assert ("0 of them background images (no usable box); left out 0 without a usable box, 0 missing, 0 unreadable; "
+            "boxes:") in ConversionSummary().line("x")

@@ -5,6 +5,7 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -13,7 +14,7 @@ from mindspore import dataset as de
 
 import src.data.mindrecord as mindrecord
 import src.dataset as dataset
-from src.data.mindrecord import create_mindrecord, is_mindrecord_complete, label_map, read_sidecar
+from src.data.mindrecord import is_mindrecord_complete, label_map, read_sidecar
 from src.data.sources import DataError
 from src.data.transforms import (
     IMAGENET_MEAN_RGB,
@@ -25,8 +26,9 @@ from src.data.transforms import (
     preprocess_eval,
     preprocess_train,
 )
-from src.dataset import create_fasterrcnn_dataset
+from src.dataset import PipelineSettings, create_fasterrcnn_dataset
 from src.model_utils.config import ROOT, cap_workers, get_config
+from tests.helpers.data import convert, pipeline
 from tests.helpers.processes import run_script
 
 GOLDEN_DIR = os.path.join(ROOT, "tests", "data", "preprocess")
@@ -82,8 +84,7 @@ def test_eval_pipeline_matches_the_originals_golden(tmp_path):
     golden = np.load(os.path.join(GOLDEN_DIR, "golden_eval_preprocess.npz"))
     cfg = get_config([], coco_root=os.path.join(GOLDEN_DIR, "coco"), mindrecord_dir=str(tmp_path),
                      img_height=768, img_width=1280, num_parallel_workers=1)
-    ds = create_fasterrcnn_dataset(cfg, create_mindrecord(cfg, EVAL, is_training=False), batch_size=1,
-                                   is_training=False)
+    ds = pipeline(cfg, convert(cfg, EVAL, is_training=False), batch_size=1, is_training=False)
     got = rows(ds)
     assert [int(r["image_id"][0]) for r in got] == [1, 2]
     for k, row in enumerate(got):
@@ -129,8 +130,8 @@ EXPECTED = {
 def test_training_boxes_are_source_times_scale(two_image_coco, tmp_path, flip):
     cfg = small_cfg(coco_root=str(two_image_coco), mindrecord_dir=str(tmp_path), flip_ratio=float(flip),
                     expand_ratio=0.0)
-    train = rows(create_fasterrcnn_dataset(cfg, create_mindrecord(cfg, TRAIN, True), batch_size=1))
-    evals = rows(create_fasterrcnn_dataset(cfg, create_mindrecord(cfg, EVAL, False), 1, is_training=False))
+    train = rows(pipeline(cfg, convert(cfg, TRAIN, True), batch_size=1))
+    evals = rows(pipeline(cfg, convert(cfg, EVAL, False), 1, is_training=False))
     assert len(train) == 2
     eval_by_label = {int(r["label"][0, 0]): r for r in evals}
     for row in train:
@@ -212,13 +213,13 @@ def test_gt_padding_keeps_non_crowd_first():
 # Label mapping, bad input
 def test_label_map_round_trip(two_image_coco, tmp_path):
     cfg = small_cfg(coco_root=str(two_image_coco), mindrecord_dir=str(tmp_path))
-    path = create_mindrecord(cfg, EVAL, False)
+    path = convert(cfg, EVAL, False)
     mapping = label_map(path)
     assert mapping == {3: {"id": 3, "name": "car"}, 17: {"id": 18, "name": "dog"},
                        40: {"id": 44, "name": "bottle"}}
     with open(os.path.join(two_image_coco, "annotations", "instances_val2017.json")) as f:
         source = json.load(f)
-    for row in rows(create_fasterrcnn_dataset(cfg, path, 1, is_training=False)):
+    for row in rows(pipeline(cfg, path, 1, is_training=False)):
         image_id = int(row["image_id"][0])
         expected = [a["category_id"] for a in source["annotations"] if a["image_id"] == image_id]
         labels = row["label"][0][: len(expected)]
@@ -226,14 +227,14 @@ def test_label_map_round_trip(two_image_coco, tmp_path):
     # A user's own class names: coco_classes in the config, labels follow its order.
     own = small_cfg(coco_root=str(two_image_coco), mindrecord_dir=str(tmp_path / "own"), num_classes=4,
                     coco_classes=["background", "dog", "car", "bottle"])
-    assert {k: v["id"] for k, v in label_map(create_mindrecord(own, EVAL, False)).items()} == {1: 18, 2: 3, 3: 44}
+    assert {k: v["id"] for k, v in label_map(convert(own, EVAL, False)).items()} == {1: 18, 2: 3, 3: 44}
 
 
 def test_unknown_category_names_are_named(two_image_coco, tmp_path):
     cfg = small_cfg(coco_root=str(two_image_coco), mindrecord_dir=str(tmp_path), num_classes=3,
                     coco_classes=["background", "car", "cat"])
     with pytest.raises(DataError, match=r"categories \['bottle', 'dog'\] are not in the config's coco_classes"):
-        create_mindrecord(cfg, EVAL, False)
+        convert(cfg, EVAL, False)
 
 
 def test_json_missing_keys_are_named(tmp_path):
@@ -245,12 +246,12 @@ def test_json_missing_keys_are_named(tmp_path):
     path.write_text(json.dumps(content))
     cfg = small_cfg(coco_root=str(tmp_path), mindrecord_dir=str(tmp_path / "mr"))
     with pytest.raises(DataError, match=r"instances_val2017.json: annotations\[0\] has no 'bbox'"):
-        create_mindrecord(cfg, EVAL, False)
+        convert(cfg, EVAL, False)
     content["annotations"][0]["bbox"] = [1, 2, 3, 4]
     del content["categories"]
     path.write_text(json.dumps(content))
     with pytest.raises(DataError, match="missing the list 'categories'"):
-        create_mindrecord(cfg, EVAL, False)
+        convert(cfg, EVAL, False)
 
 
 @pytest.fixture()
@@ -273,34 +274,36 @@ def messy_coco(tmp_path):
 def test_missing_or_unreadable_image_is_named(messy_coco):
     cfg = small_cfg(coco_root=str(messy_coco), mindrecord_dir=str(messy_coco / "mr"))
     with pytest.raises(DataError, match=r"images\[1\] \(id 2\): image not found: .*gone.png"):
-        create_mindrecord(cfg, TRAIN, True)
+        convert(cfg, TRAIN, True)
     os.remove(messy_coco / "train2017" / "broken.jpg")
     (messy_coco / "train2017" / "gone.png").write_bytes(b"GIF89a")
     with pytest.raises(DataError, match=r"gone.png is not a BMP/JPEG/PNG/TIFF image"):
-        create_mindrecord(cfg, TRAIN, True)
+        convert(cfg, TRAIN, True)
     assert not os.path.exists(messy_coco / "mr" / (TRAIN + "0"))
 
 
 def test_bad_images_skipped_and_boxes_cleaned_with_counts(messy_coco, capsys):
-    cfg = small_cfg(coco_root=str(messy_coco), mindrecord_dir=str(messy_coco / "mr"), skip_bad_images=True)
-    path = create_mindrecord(cfg, TRAIN, True)
+    cfg = small_cfg(coco_root=str(messy_coco), mindrecord_dir=str(messy_coco / "mr"), skip_bad_images=True,
+                    skip_background_images=True)
+    path = convert(cfg, TRAIN, True)
     sidecar = read_sidecar(path)
-    assert sidecar["summary"] == {"images_in_source": 5, "images_written": 2, "images_without_box": 1,
+    assert sidecar["summary"] == {"images_in_source": 5, "images_written": 2, "images_background": 0,
+                                  "images_without_box": 1,
                                   "images_missing": 1, "images_unreadable": 1, "images_over_num_gts": 0,
                                   "boxes_clipped": 2, "boxes_degenerate": 2, "boxes_crowd": 1, "images_oriented": 0}
     # what the evaluation needs to know: [image id, box index in the image], image ids
     assert sidecar["dropped_boxes"] == [[4, 0], [5, 1]] and sidecar["skipped_images"] == [2, 3]
     train = messy_coco / "train2017"
-    assert (f"2 of 5 images written; left out 1 without a usable box, 1 missing ({train / 'gone.png'}), 1 unreadable "
-            f"({train / 'broken.jpg'})") in capsys.readouterr().out
+    assert (f"2 of 5 images written, 0 of them background images (no usable box); left out 1 without a usable box, "
+            f"1 missing ({train / 'gone.png'}), 1 unreadable ({train / 'broken.jpg'})") in capsys.readouterr().out
     raw = {int(r["image_id"]): r["annotation"] for r in
            de.MindDataset(path, columns_list=["annotation", "image_id"], shuffle=False)
            .create_dict_iterator(output_numpy=True, num_epochs=1)}
     np.testing.assert_array_equal(raw[1], [[10, 10, 40, 40, 3, 0]])
     np.testing.assert_array_equal(raw[5], [[0, 90, 25, 100, 17, 0]])
     # Evaluation keeps every readable image, one without boxes as a single crowd row.
-    path = create_mindrecord(cfg, EVAL, False)
-    ids = [int(r["image_id"][0]) for r in rows(create_fasterrcnn_dataset(cfg, path, 1, is_training=False))]
+    path = convert(cfg, EVAL, False)
+    ids = [int(r["image_id"][0]) for r in rows(pipeline(cfg, path, 1, is_training=False))]
     assert ids == [1, 4, 5]
     raw = {int(r["image_id"]): r["annotation"] for r in
            de.MindDataset(path, columns_list=["annotation", "image_id"], shuffle=False)
@@ -311,7 +314,7 @@ def test_bad_images_skipped_and_boxes_cleaned_with_counts(messy_coco, capsys):
 def test_image_without_any_annotation_in_eval(tmp_path):
     write_coco(tmp_path, "val2017", [(1, "a.png", random_image(0, 50, 60))], [], CATS)
     cfg = small_cfg(coco_root=str(tmp_path), mindrecord_dir=str(tmp_path / "mr"))
-    (row,) = rows(create_fasterrcnn_dataset(cfg, create_mindrecord(cfg, EVAL, False), 1, is_training=False))
+    (row,) = rows(pipeline(cfg, convert(cfg, EVAL, False), 1, is_training=False))
     assert not row["valid_num"].any() and row["label"][0, 0] == 0 and (row["label"][0, 1:] == -1).all()
 
 
@@ -330,27 +333,27 @@ def test_txt_and_coco_give_the_same_rows(synthetic, tmp_path):
     coco = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path / "coco"))
     txt = small_cfg(dataset="other", image_dir=str(synthetic), anno_path=str(synthetic / "train.txt"),
                     mindrecord_dir=str(tmp_path / "txt"))
-    from_coco, from_txt = raw(create_mindrecord(coco, TRAIN, True)), raw(create_mindrecord(txt, TRAIN, True))
+    from_coco, from_txt = raw(convert(coco, TRAIN, True)), raw(convert(txt, TRAIN, True))
     assert len(from_coco) == 12 and from_coco == from_txt
     assert label_map(os.path.join(tmp_path / "txt", TRAIN + "0"))[75] == {"id": 75, "name": "clock"}
 
 
 def test_reused_when_complete_rebuilt_when_the_source_changes(synthetic, tmp_path, capsys):
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
-    path = create_mindrecord(cfg, EVAL, False)
+    path = convert(cfg, EVAL, False)
     stamp = os.stat(path).st_mtime_ns
-    assert create_mindrecord(cfg, EVAL, False) == path and os.stat(path).st_mtime_ns == stamp
+    assert convert(cfg, EVAL, False) == path and os.stat(path).st_mtime_ns == stamp
     assert f"Reusing MindRecord {path}" in capsys.readouterr().out
     other = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path), dataset="other",
                       image_dir=str(synthetic), anno_path=str(synthetic / "val.txt"))
-    create_mindrecord(other, EVAL, False)
+    convert(other, EVAL, False)
     assert read_sidecar(path)["source"]["dataset"] == "txt"
     assert "Reusing" not in capsys.readouterr().out
 
 
 def test_boxes_beyond_num_gts_are_counted_and_named(synthetic, tmp_path, capsys):
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
-    path = create_mindrecord(cfg, TRAIN, True)
+    path = convert(cfg, TRAIN, True)
     with open(synthetic / "annotations" / "instances_train2017.json", encoding="utf-8") as f:
         boxes_per_image = {}
         for ann in json.load(f)["annotations"]:
@@ -359,7 +362,7 @@ def test_boxes_beyond_num_gts_are_counted_and_named(synthetic, tmp_path, capsys)
     expected = sum(n - num_gts for n in boxes_per_image.values() if n > num_gts)
     most_id = max(boxes_per_image, key=boxes_per_image.get)
     capsys.readouterr()
-    create_fasterrcnn_dataset(small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path), num_gts=num_gts),
+    pipeline(small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path), num_gts=num_gts),
                               path, 2)
     err = capsys.readouterr().err
     assert f"have more than num_gts={num_gts} boxes" in err and f"{expected} boxes are not trained on" in err
@@ -371,19 +374,19 @@ def test_an_image_replaced_in_place_triggers_a_rebuild(synthetic, tmp_path, caps
     data = tmp_path / "data"
     shutil.copytree(synthetic, data)
     cfg = small_cfg(coco_root=str(data), mindrecord_dir=str(tmp_path / "mr"))
-    path = create_mindrecord(cfg, EVAL, False)
+    path = convert(cfg, EVAL, False)
     first = read_sidecar(path)["source"]["images"]
     image = data / "val2017" / sorted(os.listdir(data / "val2017"))[0]
     picture = cv2.imread(str(image))
     cv2.imwrite(str(image), 255 - picture)  # the same name, other pixels
     capsys.readouterr()
-    assert create_mindrecord(cfg, EVAL, False) == path
+    assert convert(cfg, EVAL, False) == path
     out = capsys.readouterr().out
     assert f"Rebuilding MindRecord {path}: an image file changed" in out and "Reusing" not in out
     assert read_sidecar(path)["source"]["images"] != first
     (data / "annotations" / "instances_val2017.json").write_text(
         (data / "annotations" / "instances_val2017.json").read_text() + "\n")
-    create_mindrecord(cfg, EVAL, False)
+    convert(cfg, EVAL, False)
     assert "the annotation file's content changed" in capsys.readouterr().out
 
 
@@ -407,7 +410,7 @@ def test_interrupted_write_is_never_taken_for_complete(synthetic, tmp_path, monk
 
     monkeypatch.setattr(mindrecord.FileWriter, "write_raw_data", failing_write)
     with pytest.raises(Interrupted):
-        create_mindrecord(cfg, TRAIN, True)
+        convert(cfg, TRAIN, True)
     assert os.listdir(tmp_path) == []
     monkeypatch.undo()
     # 2. interrupted while moving the files into place: some are there, the set is not complete
@@ -421,14 +424,14 @@ def test_interrupted_write_is_never_taken_for_complete(synthetic, tmp_path, monk
 
     monkeypatch.setattr(mindrecord.os, "replace", failing_replace)
     with pytest.raises(Interrupted):
-        create_mindrecord(cfg, TRAIN, True)
+        convert(cfg, TRAIN, True)
     monkeypatch.undo()
     assert os.path.isfile(moved[0]) and not is_mindrecord_complete(target)
     with pytest.raises(DataError, match="not a complete MindRecord"):
-        create_fasterrcnn_dataset(cfg, target, 2)
+        pipeline(cfg, target, 2)
     # 3. the next run rebuilds it; a damaged file afterwards makes it incomplete again
-    assert create_mindrecord(cfg, TRAIN, True) == target and is_mindrecord_complete(target)
-    assert create_fasterrcnn_dataset(cfg, target, 2).get_dataset_size() == 6
+    assert convert(cfg, TRAIN, True) == target and is_mindrecord_complete(target)
+    assert pipeline(cfg, target, 2).get_dataset_size() == 6
     with open(os.path.join(tmp_path, TRAIN + "3"), "r+b") as f:
         f.truncate(100)
     assert not is_mindrecord_complete(target)
@@ -440,6 +443,7 @@ def test_killed_writer_leaves_nothing_accepted(synthetic, tmp_path):
     script = f"""
 import os, signal
 import src.data.mindrecord as mindrecord
+from src.data.settings import DataSettings
 from src.model_utils.config import get_config
 real, count = os.replace, [0]
 def replace(src, dst):
@@ -449,7 +453,7 @@ def replace(src, dst):
     real(src, dst)
 mindrecord.os.replace = replace
 cfg = get_config([], coco_root={str(synthetic)!r}, mindrecord_dir={str(tmp_path)!r}, img_height={H}, img_width={W})
-mindrecord.create_mindrecord(cfg, {TRAIN!r}, True)
+mindrecord.create_mindrecord(DataSettings.from_config(cfg), {TRAIN!r}, True)
 """
     result = run_script(f"-c {script}", timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
@@ -458,7 +462,7 @@ mindrecord.create_mindrecord(cfg, {TRAIN!r}, True)
     assert any(name.startswith(f".{TRAIN}.partial-") for name in leftovers) and len(leftovers) == 4
     assert not is_mindrecord_complete(target)
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
-    assert create_mindrecord(cfg, TRAIN, True) == target and is_mindrecord_complete(target)
+    assert convert(cfg, TRAIN, True) == target and is_mindrecord_complete(target)
     assert not any(name.startswith(".") for name in os.listdir(tmp_path))  # the stale partial folder is gone
     assert sorted(os.listdir(tmp_path)) == sorted([f"{TRAIN}{i}{ext}" for i in range(8) for ext in ("", ".db")]
                                                   + [f"{TRAIN}0.json"])
@@ -468,11 +472,11 @@ def test_other_ranks_wait_for_rank_0(synthetic, tmp_path, monkeypatch):
     monkeypatch.setattr(mindrecord, "WAIT_POLL_SECONDS", 0.05)
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
     result = {}
-    waiter = threading.Thread(target=lambda: result.update(path=create_mindrecord(cfg, TRAIN, True, rank_id=1)))
+    waiter = threading.Thread(target=lambda: result.update(path=convert(cfg, TRAIN, True, rank_id=1)))
     waiter.start()
     time.sleep(0.5)
     assert waiter.is_alive() and not os.path.exists(tmp_path / (TRAIN + "0"))  # rank 1 writes nothing
-    path = create_mindrecord(cfg, TRAIN, True, rank_id=0)
+    path = convert(cfg, TRAIN, True, rank_id=0)
     waiter.join(timeout=30)
     assert not waiter.is_alive() and result["path"] == path
 
@@ -481,25 +485,25 @@ def test_other_ranks_wait_for_rank_0(synthetic, tmp_path, monkeypatch):
 # Pipelines: shards, workers, batches
 def test_each_rank_reads_its_shard(synthetic, tmp_path):
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path))
-    path = create_mindrecord(cfg, EVAL, False)
+    path = convert(cfg, EVAL, False)
     seen = []
     for rank in (0, 1):
-        ds = create_fasterrcnn_dataset(cfg, path, 1, device_num=2, rank_id=rank, is_training=False)
+        ds = pipeline(cfg, path, 1, device_num=2, rank_id=rank, is_training=False)
         seen.append([int(r["image_id"][0]) for r in rows(ds)])
     assert len(seen[0]) == len(seen[1]) == 3  # 5 images over 2 ranks: MindDataset evens the shards out
     assert set(seen[0]) | set(seen[1]) == {1_000_001 + i for i in range(5)}
-    ds = create_fasterrcnn_dataset(cfg, path, 2, is_training=False)
+    ds = pipeline(cfg, path, 2, is_training=False)
     ids = [r["image_id"].tolist() for r in rows(ds)]
     assert ids == [[1_000_001, 1_000_002], [1_000_003, 1_000_004], [1_000_005, -1]]  # json order, padded
     with pytest.raises(ValueError, match="rank_id=2 must lie in"):
-        create_fasterrcnn_dataset(cfg, path, 1, device_num=2, rank_id=2)
+        pipeline(cfg, path, 1, device_num=2, rank_id=2)
 
 
 def test_training_pipeline_with_worker_processes(synthetic, tmp_path):
     cfg = small_cfg(coco_root=str(synthetic), mindrecord_dir=str(tmp_path), python_multiprocessing=True,
                     num_parallel_workers=2)
-    ds = create_fasterrcnn_dataset(cfg, create_mindrecord(cfg, TRAIN, True), batch_size=2,
-                                   num_parallel_workers=64)
+    settings = replace(PipelineSettings.from_config(cfg), workers=64)  # capped at the machine's cores
+    ds = create_fasterrcnn_dataset(settings, convert(cfg, TRAIN, True), batch_size=2)
     assert ds.get_dataset_size() == 6 and ds.get_col_names() == dataset.TRAIN_COLUMNS
     batches = rows(ds)
     assert len(batches) == 6

@@ -10,6 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from src.data.settings import DataSettings
 from src.evaluation.evaluator import prepare_evaluation_set, write_evaluation_files
 from src.infra.errors import WriteError
 from src.infra.fileio import partial_files, write_json_atomic
@@ -46,7 +47,8 @@ def write_set(root, boxes_by_image, missing=()):
 
 def evaluation_set(root, anno, **overrides):
     cfg = get_config([], coco_root=str(root), mindrecord_dir=str(root / "mr"), anno_path=anno, **overrides)
-    return cfg, prepare_evaluation_set(cfg, load_ground_truth(anno, "coco", cfg.coco_classes))
+    data = DataSettings.from_config(cfg)
+    return prepare_evaluation_set(data, load_ground_truth(anno, "coco", data.classes), anno)
 
 
 def exact(image_id, box, score=0.9):
@@ -72,7 +74,7 @@ def test_a_box_the_conversion_drops_still_counts_as_in_the_original_and_the_note
     anno = write_set(tmp_path, [[GOOD, DEGENERATE]])
     records = [exact(1, GOOD)]
     assert pycocotools_ap(anno, records) == pytest.approx(HALF_RECALL_AP)  # the file as is: the box counts
-    _, evaluated = evaluation_set(tmp_path, anno)
+    evaluated = evaluation_set(tmp_path, anno)
     out = capsys.readouterr().out
     assert "1 degenerate dropped" in out
     assert "note: 1 degenerate boxes of" in out and "count as ground truth here" in out
@@ -87,7 +89,7 @@ def test_images_skipped_by_the_conversion_are_left_out_and_named(tmp_path, capsy
     records = [exact(1, GOOD), exact(3, GOOD)]
     # the file as is: image 2's box is a miss, precision 1 up to recall 2/3 (67 of the 101 recall points)
     assert pycocotools_ap(anno, records) == pytest.approx(67 / 101)
-    _, evaluated = evaluation_set(tmp_path, anno, skip_bad_images=True)
+    evaluated = evaluation_set(tmp_path, anno, skip_bad_images=True)
     out = capsys.readouterr().out
     assert ("WARNING: 1 images of " + anno + " are not in the evaluation MindRecord (skipped as missing or "
             "unreadable, or not in the file it was made from; first: 2.png): they and their 1 boxes are left out of "

@@ -18,6 +18,7 @@ from src.data.image_files import (
     to_displayed,
 )
 from src.data.mindrecord import create_mindrecord
+from src.data.settings import DataSettings
 from src.data.transforms import PreprocessSettings
 from src.deploy.mindir_app import load_image
 from src.model_utils.config import get_config
@@ -107,7 +108,7 @@ def stored_row(path):
 def test_mindrecord_in_the_displayed_frame_holds_the_labelled_square(oriented_coco, capsys):
     cfg = get_config([], coco_root=str(oriented_coco), mindrecord_dir=str(oriented_coco / "mr"),
                      exif_transpose=True)
-    data, annotation = stored_row(create_mindrecord(cfg, "eval.mindrecord", is_training=False))
+    data, annotation = stored_row(create_mindrecord(DataSettings.from_config(cfg), "eval.mindrecord", False))
     assert data.startswith(b"\x89PNG")  # re-encoded losslessly
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (STORED_W, STORED_H)  # the displayed frame: 160 high, 96 wide
@@ -124,7 +125,7 @@ def test_mindrecord_in_the_displayed_frame_holds_the_labelled_square(oriented_co
 
 def test_mindrecord_in_the_stored_frame_by_default_names_the_image(oriented_coco, capsys):
     cfg = get_config([], coco_root=str(oriented_coco), mindrecord_dir=str(oriented_coco / "mr"))
-    path = create_mindrecord(cfg, "eval.mindrecord", is_training=False)
+    path = create_mindrecord(DataSettings.from_config(cfg), "eval.mindrecord", is_training=False)
     data, annotation = stored_row(path)
     with open(oriented_coco / "val2017" / "turned.jpg", "rb") as f:
         assert data == f.read()  # the file's own bytes, stored frame
@@ -132,10 +133,10 @@ def test_mindrecord_in_the_stored_frame_by_default_names_the_image(oriented_coco
     out = capsys.readouterr().out
     assert ("WARNING: 1 images have an EXIF orientation other than 1 (first: turned.jpg): stored frame used; set "
             "exif_transpose=True to use the displayed frame") in out
-    create_mindrecord(cfg, "eval.mindrecord", is_training=False)  # reused: said again
+    create_mindrecord(DataSettings.from_config(cfg), "eval.mindrecord", is_training=False)  # reused: said again
     assert "WARNING: 1 images have an EXIF orientation" in capsys.readouterr().out
     cfg = cfg.replace(exif_transpose=True)
-    create_mindrecord(cfg, "eval.mindrecord", is_training=False)
+    create_mindrecord(DataSettings.from_config(cfg), "eval.mindrecord", is_training=False)
     assert "exif_transpose changed" in capsys.readouterr().out  # toggling it rebuilds the set
     data, _ = stored_row(path)
     assert data.startswith(b"\x89PNG")

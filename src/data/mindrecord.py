@@ -1,18 +1,20 @@
 """The project's MindRecord sets: where they live, when one is complete, and writing one from a COCO or TXT set.
 
 One row per image, fields `image` (the encoded file's bytes), `annotation` int32 (n, 6) [x1, y1, x2, y2, label,
-iscrowd] (source pixels truncated to integers, label = index in `cfg.coco_classes`) and `image_id` int64 (the COCO
+iscrowd] (source pixels truncated to integers, label = index in the classes) and `image_id` int64 (the COCO
 image id; for TXT the 1-based position of the image's line among the non-blank lines). Training sets are written
 as 8 files (`<prefix>0` ... `<prefix>7`), evaluation sets as one (`<prefix>`), each with its `.db` index, as the
 original. Beside them `<file to open>.json` (e.g. `FasterRcnn.mindrecord0.json`) records the files' sizes, the
 source, the classes, the conversion's counts and the label <-> category id map (`label_map`); it is written last,
 so a set without it (an interrupted run, or one written by the original) is never taken for complete and is
 rebuilt. A network class index k (0-based, no background) is label k + 1, i.e. COCO category
-`label_map(file)[k + 1]["id"]`.
+`label_map(file)[k + 1]["id"]`. An image without a usable (non-crowd) box is a background image, as in the original:
+it keeps its crowd rows, or gets NO_BOX_ROW when it has none (all of its gts invalid: every anchor and RoI negative);
+a training set leaves such images out with `skip_background_images`; both are counted.
 
 The json also lists the boxes the conversion dropped as degenerate (`dropped_boxes`: [image id, index of the box
 among the image's annotations]) and the images skipped as missing or unreadable (`skipped_images`: ids), so that the
-evaluation leaves them out of the ground truth too (src/evaluation/evaluator.py). With `cfg.exif_transpose` an
+evaluation leaves them out of the ground truth too (src/evaluation/evaluator.py). With `exif_transpose` an
 image whose EXIF orientation is not 1 is stored in its displayed frame, re-encoded as PNG (lossless), with its displayed
 size (src/data/image_files.py); without it such images are stored as they are and counted in a warning.
 """
@@ -31,6 +33,7 @@ import numpy as np
 from mindspore.mindrecord import FileWriter
 
 from src.data.image_files import OrientationNotes, read_image
+from src.data.settings import DataSettings
 from src.data.sources import ImageRecord, read_coco_records, read_txt_records
 from src.infra.errors import DataError
 from src.infra.fileio import write_json_atomic
@@ -47,15 +50,20 @@ SCHEMA = {
 }
 SCHEMA_NAME = "fasterrcnn_json"
 SIDECAR_FORMAT = "faster_rcnn_dcn mindrecord 2"
-# Formats MindSpore's Decode reads, by their first bytes.
-NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)  # an image without boxes (eval): one crowd row
+# An image without any box: one crowd row of label 0 (the original's create_coco_label), an invalid gt in training
+NO_BOX_ROW = np.array([[0, 0, 0, 0, 0, 1]], dtype=np.int32)
 
 
-def mindrecord_directory(cfg) -> str:
-    """cfg.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO) / beside the TXT label file."""
-    if cfg.mindrecord_dir:
-        return cfg.mindrecord_dir
-    root = cfg.coco_root if cfg.dataset == "coco" else os.path.dirname(os.path.abspath(cfg.anno_path))
+def mindrecord_directory(settings: DataSettings) -> str:
+    """settings.mindrecord_dir, or `<coco_root>/FASTERRCNN_MINDRECORD` (COCO), or beside the annotation file (TXT,
+    or COCO without coco_root: the training json's folder, else the validation json's)."""
+    if settings.mindrecord_dir:
+        return settings.mindrecord_dir
+    given_json = settings.train_anno_path or settings.val_anno_path
+    if settings.is_coco and (settings.coco_root or not given_json):
+        root = settings.coco_root
+    else:
+        root = os.path.dirname(os.path.abspath(given_json if settings.is_coco else settings.anno_path))
     return os.path.join(root, DEFAULT_SUBDIR)
 
 
@@ -118,7 +126,8 @@ class ConversionSummary:
 
     images_in_source: int = 0
     images_written: int = 0
-    images_without_box: int = 0     # left out of a training set
+    images_background: int = 0      # written without a usable box (crowd rows only, or NO_BOX_ROW)
+    images_without_box: int = 0     # without a usable box, left out of a training set (skip_background_images)
     images_missing: int = 0         # skipped with skip_bad_images
     images_unreadable: int = 0      # skipped with skip_bad_images
     images_over_num_gts: int = 0    # more boxes than num_gts: the pipeline keeps num_gts of them
@@ -135,7 +144,8 @@ class ConversionSummary:
         return {key: value for key, value in asdict(self).items() if isinstance(value, int)}
 
     def line(self, path: str) -> str:
-        return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written; left out "
+        return (f"MindRecord {path}: {self.images_written} of {self.images_in_source} images written, "
+                f"{self.images_background} of them background images (no usable box); left out "
                 f"{self.images_without_box} without a usable box, {self.images_missing} missing"
                 f"{named(self.missing)}, {self.images_unreadable} unreadable{named(self.unreadable)}; "
                 f"boxes: {self.boxes_clipped} clipped to the image, "
@@ -186,9 +196,11 @@ class LeftOut:
 
 
 def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_images: bool, num_gts: int,
-                   summary: ConversionSummary, left_out: LeftOut, exif_transpose: bool = False):
+                   summary: ConversionSummary, left_out: LeftOut, exif_transpose: bool = False,
+                   skip_background_images: bool = False):
     """Yield MindRecord rows: images checked, boxes cleaned; the counts go into `summary`, what was left out
-    into `left_out`."""
+    into `left_out`. An image without a usable (non-crowd) box is a background image, written with its crowd rows
+    or NO_BOX_ROW (the original's), or left out of a training set with `skip_background_images`."""
     summary.images_in_source = len(records)
     notes = OrientationNotes()
     for record in records:
@@ -209,9 +221,10 @@ def _rows_to_write(records: list[ImageRecord], is_training: bool, skip_bad_image
         rows = usable_rows(record.boxes, height, width, summary, dropped)
         left_out.dropped_boxes.extend([int(record.image_id), i] for i in dropped)
         if not np.any(rows[:, 5] == 0):
-            if is_training:
+            if is_training and skip_background_images:
                 summary.images_without_box += 1
                 continue
+            summary.images_background += 1
             if len(rows) == 0:
                 rows = NO_BOX_ROW
         summary.images_over_num_gts += int(len(rows) > num_gts)
@@ -230,24 +243,23 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def describe_source(cfg, is_training: bool) -> dict:
-    """The configured source (files, split, classes, the annotation file's SHA-256); `images_fingerprint` adds the
-    images. A complete set is reused only for the same source."""
-    if cfg.dataset == "coco":
-        if not os.path.isdir(cfg.coco_root):
-            raise DataError(f"coco_root is not a directory: {cfg.coco_root!r} (config key coco_root)")
-        split = cfg.train_data_type if is_training else cfg.val_data_type
-        anno_file = os.path.join(cfg.coco_root, cfg.instance_set.format(split))
-        image_root = os.path.join(cfg.coco_root, split)
-        kind = "coco"
-    else:
-        anno_file, image_root, kind = cfg.anno_path, cfg.image_dir, "txt"
+def describe_source(settings: DataSettings, is_training: bool) -> dict:
+    """The source (files, split, classes, the annotation file's SHA-256); `images_fingerprint` adds the images. A
+    complete set is reused only for the same source."""
+    if settings.needs_coco_root(is_training) and not os.path.isdir(settings.coco_root):
+        raise DataError(f"coco_root is not a directory: {settings.coco_root!r} (config key coco_root)")
+    anno_file, image_root = settings.source_files(is_training)
+    kind = "coco" if settings.is_coco else "txt"
     if not os.path.isfile(anno_file):
-        key = "coco_root, instance_set" if kind == "coco" else "anno_path"
-        raise DataError(f"annotation file not found: {anno_file!r} (config keys {key})")
-    return {"dataset": kind, "annotation_file": os.path.abspath(anno_file), "annotation_sha256": file_sha256(anno_file),
-            "image_root": os.path.abspath(image_root), "is_training": bool(is_training),
-            "classes": list(cfg.coco_classes), "exif_transpose": bool(cfg.exif_transpose)}
+        keys = settings.annotation_keys(is_training)
+        raise DataError(f"annotation file not found: {anno_file!r} (config keys {keys})")
+    source = {"dataset": kind, "annotation_file": os.path.abspath(anno_file),
+              "annotation_sha256": file_sha256(anno_file), "image_root": os.path.abspath(image_root),
+              "is_training": bool(is_training), "classes": list(settings.classes),
+              "exif_transpose": settings.exif_transpose}
+    if is_training:  # evaluation sets keep every image
+        source["skip_background_images"] = settings.skip_background_images
+    return source
 
 
 def images_fingerprint(records: list[ImageRecord]) -> str:
@@ -272,6 +284,7 @@ _CHANGES = {
     "image_root": "another image folder",
     "is_training": "training and evaluation sets differ",
     "exif_transpose": "exif_transpose changed (the frame images are stored in)",
+    "skip_background_images": "skip_background_images changed (training images without a usable box)",
 }
 
 
@@ -353,22 +366,22 @@ def _print_orientation_line(sidecar: dict | None, applied: bool) -> None:
         print(line, flush=True)
 
 
-def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None = None,
+def create_mindrecord(settings: DataSettings, prefix: str, is_training: bool, rank_id: int | None = None,
                       file_num: int | None = None) -> str:
-    """The MindRecord of the configured data set (`cfg.dataset` "coco": `coco_root`; else TXT: `image_dir`,
-    `anno_path`), written on first use into `mindrecord_directory(cfg)`; returns the file to open.
+    """The MindRecord of the data set's training or evaluation split (`settings.source_files`), written on first use
+    into `mindrecord_directory(settings)`; returns the file to open.
 
     A complete set from the same source (annotation content, every image's size and modification time, classes)
-    is reused; otherwise it is rebuilt, saying why. Only rank 0 (`rank_id`, default cfg.rank_id) writes; other
+    is reused; otherwise it is rebuilt, saying why. Only rank 0 (`rank_id`, default settings.rank_id) writes; other
     ranks wait for it. Missing or unreadable images stop the conversion with their name, or with
-    `cfg.skip_bad_images` are skipped and counted; a one-line summary is printed.
+    `settings.skip_bad_images` are skipped and counted; a one-line summary is printed.
     """
-    rank = cfg.rank_id if rank_id is None else rank_id
+    rank = settings.rank_id if rank_id is None else rank_id
     file_num = file_num or (TRAIN_FILE_NUM if is_training else EVAL_FILE_NUM)
-    directory = mindrecord_directory(cfg)
+    directory = mindrecord_directory(settings)
     target = mindrecord_file(directory, prefix, file_num)
-    source = describe_source(cfg, is_training)
-    records, categories = read_records(source, bool(cfg.allow_outside_paths))
+    source = describe_source(settings, is_training)
+    records, categories = read_records(source, settings.allow_outside_paths)
     source["images"] = images_fingerprint(records)
     if is_mindrecord_complete(target, source):
         print(f"Reusing MindRecord {target}", flush=True)
@@ -386,10 +399,10 @@ def create_mindrecord(cfg, prefix: str, is_training: bool, rank_id: int | None =
     print("Create Mindrecord. It may take some time.", flush=True)
     summary = ConversionSummary()
     left_out = LeftOut([], [], [])
-    rows = _rows_to_write(records, is_training, bool(cfg.skip_bad_images), int(cfg.num_gts), summary, left_out,
-                          source["exif_transpose"])
+    rows = _rows_to_write(records, is_training, settings.skip_bad_images, settings.num_gts, summary, left_out,
+                          source["exif_transpose"], source.get("skip_background_images", False))
     # left_out's lists fill while write_mindrecord consumes `rows`, before it writes the json
-    sidecar = {"open": os.path.basename(target), "source": source, "classes": list(cfg.coco_classes),
+    sidecar = {"open": os.path.basename(target), "source": source, "classes": list(settings.classes),
                "categories": categories, "dropped_boxes": left_out.dropped_boxes,
                "skipped_images": left_out.skipped_images, "oriented_names": left_out.oriented_names}
     write_mindrecord(rows, directory, prefix, file_num, len(records), sidecar, summary)

@@ -1,7 +1,7 @@
 """Reading a data set's annotations: COCO json or the TXT label file, checked, as per-image records.
 
 A record's boxes are rows `[x1, y1, x2, y2, label, iscrowd]` in source pixels (x2 = x + w for COCO), with
-`label` the index of the class name in `cfg.coco_classes` (1..num_classes-1; 0 is the background).
+`label` the index of the class name in the classes (coco_classes: 1..num_classes-1; 0 is the background).
 Errors name the file and the line or the json entry; they are `DataError`, never a deep traceback.
 
 TXT format (the original's): one image per line,
@@ -223,6 +223,16 @@ def load_coco_json(json_path: str) -> dict:
         if ann["category_id"] not in category_ids:
             raise DataError(f"{json_path}: annotations[{i}].category_id={ann['category_id']} is not in categories")
     return data
+
+
+def category_names(json_path: str) -> list[str]:
+    """The names of a COCO json's categories ordered by category id; DataError when two share a name."""
+    categories = sorted(load_coco_json(json_path)["categories"], key=lambda cat: cat["id"])
+    names = [cat["name"] for cat in categories]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{json_path}: categories {repeated} appear more than once (a class name maps to one label)")
+    return names
 
 
 def coco_category_labels(categories: Sequence[dict], classes: Sequence[str], used_ids: set[int],

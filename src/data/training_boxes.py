@@ -23,6 +23,7 @@ from src.data.mindrecord import (
     sidecar_path,
     usable_rows,
 )
+from src.data.settings import DataSettings
 
 TURNED = (5, 6, 7, 8)  # EXIF orientations whose displayed frame swaps height and width
 REPORT_TOOL = "python -m src.tools.anchor_report"
@@ -41,14 +42,14 @@ def image_size(path: str, exif_transpose: bool) -> tuple[int, int] | None:
     return height, width
 
 
-def read_training_boxes(cfg) -> tuple[list[ImageBoxes], int]:
-    """The configured training set's images with their non-crowd boxes in source pixels, as the conversion keeps
-    them, and the number of images whose file could not be read (left out)."""
-    source = describe_source(cfg, is_training=True)
-    records, _ = read_records(source, bool(cfg.allow_outside_paths))
+def read_training_boxes(data: DataSettings) -> tuple[list[ImageBoxes], int]:
+    """The training set's images with their non-crowd boxes in source pixels, as the conversion keeps them, and the
+    number of images whose file could not be read (left out)."""
+    source = describe_source(data, is_training=True)
+    records, _ = read_records(source, data.allow_outside_paths)
     images, unreadable, summary = [], 0, ConversionSummary()
     for record in records:
-        size = image_size(record.path, bool(cfg.exif_transpose))
+        size = image_size(record.path, data.exif_transpose)
         if size is None:
             unreadable += 1
             continue
@@ -57,13 +58,13 @@ def read_training_boxes(cfg) -> tuple[list[ImageBoxes], int]:
     return images, unreadable
 
 
-def print_report(cfg, short: bool = False) -> None:
-    """The anchor fit report of the configured training set (src/data/anchor_fit.py) on stdout."""
-    images, unreadable = read_training_boxes(cfg)
+def print_report(data: DataSettings, fit: FitSettings, short: bool = False) -> None:
+    """The anchor fit report of the training set (src/data/anchor_fit.py) on stdout."""
+    images, unreadable = read_training_boxes(data)
     if unreadable:
         print(f"WARNING: {unreadable} training images could not be read: left out of the anchor fit",
               file=sys.stderr, flush=True)
-    lines = report_lines(images, FitSettings.from_config(cfg), short=short)
+    lines = report_lines(images, fit, short=short)
     if short:
         lines.append(f"(the whole report, with a histogram: {REPORT_TOOL} with train.py's arguments)")
     print("\n".join(lines), flush=True)
@@ -77,12 +78,12 @@ def _sidecar_stamp(path: str) -> tuple[int, int] | None:
     return stat.st_ino, stat.st_mtime_ns
 
 
-def training_mindrecord(cfg, prefix: str, rank: int) -> str:
+def training_mindrecord(data: DataSettings, fit: FitSettings, prefix: str, rank: int) -> str:
     """`create_mindrecord` of the training set, as train.py builds it; when this call (rank 0) wrote the set, the
     short anchor fit report follows the conversion's summary."""
-    sidecar = sidecar_path(mindrecord_file(mindrecord_directory(cfg), prefix, TRAIN_FILE_NUM))
+    sidecar = sidecar_path(mindrecord_file(mindrecord_directory(data), prefix, TRAIN_FILE_NUM))
     before = _sidecar_stamp(sidecar)
-    mindrecord = create_mindrecord(cfg, prefix, is_training=True, rank_id=rank)
+    mindrecord = create_mindrecord(data, prefix, is_training=True, rank_id=rank)
     if rank == 0 and _sidecar_stamp(sidecar_path(mindrecord)) != before:
-        print_report(cfg, short=True)
+        print_report(data, fit, short=True)
     return mindrecord

@@ -3,7 +3,7 @@
 Input: a decoded image (H, W, 3) uint8 RGB and its annotation rows (n, 6) int32 [x1, y1, x2, y2, label, iscrowd].
 Output: image (3, canvas_h, canvas_w) float32, image_shape (3,) train [canvas_h, canvas_w, 1.0] / (4,) eval
 [orig_h, orig_w, scale_h, scale_w], box (G, 4) float32, label (G,) int32 (-1 = padding), valid (G,) bool
-(not crowd, not padding), with G = cfg.num_gts and the canvas cfg.img_height x cfg.img_width.
+(not crowd, not padding), with G = num_gts and the canvas img_height x img_width.
 
 Training: expand (probability expand_ratio * 0.5: the original draws `rand() < expand_ratio` and then skips
 half the time), keep-ratio rescale (or plain resize), paste on the top left of a zero canvas, normalise, flip
@@ -42,12 +42,12 @@ HUE_DELTA = 18.0
 class PreprocessSettings:
     """The config values the per-image preprocessing reads."""
 
-    canvas_h: int
-    canvas_w: int
-    keep_ratio: bool
-    flip_ratio: float
-    expand_ratio: float
-    num_gts: int
+    canvas_h: int = 768            # img_height
+    canvas_w: int = 1280           # img_width
+    keep_ratio: bool = True
+    flip_ratio: float = 0.5
+    expand_ratio: float = 1.0
+    num_gts: int = 128
     photometric_distortion: bool = False
     scale_jitter: tuple[float, float] = (1.0, 1.0)
     random_crop: float = 0.0

@@ -40,7 +40,14 @@ from mindspore import nn, save_checkpoint
 from mindspore.train.callback import Callback
 
 from src.checkpoint.detector import CHECKPOINT_PREFIX, match_checkpoint, read_checkpoint
-from src.evaluation.evaluator import ACCLOG_NAME, fasterrcnn_eval, ground_truth_path, prepare_evaluation_set
+from src.data.settings import DataSettings
+from src.evaluation.evaluator import (
+    ACCLOG_NAME,
+    EvaluationSettings,
+    fasterrcnn_eval,
+    ground_truth_path,
+    prepare_evaluation_set,
+)
 from src.FasterRcnn import build_model
 from src.infra.errors import ConfigError, WriteError
 from src.infra.fileio import atomic_path, os_reason
@@ -483,23 +490,25 @@ def copy_network_weights(train_cell: nn.Cell, net: nn.Cell) -> None:
 
 
 def training_evaluator(cfg, out_dir: str) -> Evaluate:
-    """eval.py's evaluation of cfg's validation set (eval_anno_path; for COCO by default coco_root's val split) into
-    `out_dir`, on an inference network of its own that gets the training cell's current weights. Reads the ground
-    truth and prepares the evaluation MindRecord now, so that a wrong path fails before training."""
+    """eval.py's evaluation of cfg's validation set (eval_anno_path; for COCO by default val_anno_path, or coco_root's
+    val split) into `out_dir`, on an inference network of its own that gets the training cell's current weights.
+    Reads the ground truth and prepares the evaluation MindRecord now, so that a wrong path fails before training."""
     if cfg.dataset != "coco" and not cfg.eval_anno_path:
         raise ConfigError("--run_eval=True with TXT data (dataset != coco) needs --eval_anno_path: the validation "
                           "set's TXT label file (its images under image_dir)")
     eval_cfg = cfg.replace(anno_path=cfg.eval_anno_path)
-    eval_cfg = eval_cfg.replace(anno_path=ground_truth_path(eval_cfg))
-    coco = load_ground_truth(eval_cfg.anno_path, eval_cfg.dataset, eval_cfg.coco_classes)
-    evaluation_set = prepare_evaluation_set(eval_cfg, coco)
+    data = DataSettings.from_config(eval_cfg)
+    anno_path = ground_truth_path(data)
+    coco = load_ground_truth(anno_path, data.dataset, data.classes)
+    evaluation_set = prepare_evaluation_set(data, coco, anno_path)
+    settings = EvaluationSettings.from_config(eval_cfg)
     net = build_model(eval_cfg, kernels=network_kernels(cfg.device_target), dtype=network_dtype(cfg.device_target),
                       bn_training=False)
     net.set_train(False)
 
     def evaluate(train_cell: nn.Cell) -> dict:
         copy_network_weights(train_cell, net)
-        return fasterrcnn_eval(eval_cfg, net, evaluation_set, os.path.join(out_dir, ACCLOG_NAME))
+        return fasterrcnn_eval(settings, net, evaluation_set, os.path.join(out_dir, ACCLOG_NAME))
 
     return evaluate
 

@@ -29,9 +29,11 @@ from src.checkpoint.detector import (
     load_matching_parameters,
     read_checkpoint,
 )
+from src.data.anchor_fit import FitSettings
+from src.data.settings import DataSettings
 from src.data.training_boxes import training_mindrecord
 from src.data.transforms import PreprocessSettings
-from src.dataset import create_fasterrcnn_dataset
+from src.dataset import PipelineSettings, create_fasterrcnn_dataset
 from src.engine.hooks import AtomicCheckpoint, DivergenceGuard, LossCallBack, StopOnSignal, evaluation_callback
 from src.FasterRcnn import build_model
 from src.infra.errors import CheckpointError, ConfigError, DataError, TrainingError, WriteError
@@ -136,11 +138,12 @@ def set_up_parallel(cfg) -> tuple[int, int]:
 def build_dataset(cfg, rank: int, device_num: int):
     print("Start create dataset!", flush=True)
     print("CHECKING MINDRECORD FILES ...", flush=True)
-    mindrecord = training_mindrecord(cfg, MINDRECORD_PREFIX, rank)  # the anchor fit report after a conversion
+    # the anchor fit report follows a conversion
+    mindrecord = training_mindrecord(DataSettings.from_config(cfg), FitSettings.from_config(cfg), MINDRECORD_PREFIX,
+                                     rank)
     print("CHECKING MINDRECORD FILES DONE!", flush=True)
-    dataset = create_fasterrcnn_dataset(cfg, mindrecord, batch_size=cfg.batch_size, device_num=device_num,
-                                        rank_id=rank, is_training=True,
-                                        num_parallel_workers=cfg.num_parallel_workers)
+    dataset = create_fasterrcnn_dataset(PipelineSettings.from_config(cfg), mindrecord, batch_size=cfg.batch_size,
+                                        device_num=device_num, rank_id=rank, is_training=True)
     steps_per_epoch = dataset.get_dataset_size()
     if steps_per_epoch == 0:
         raise DataError(f"{mindrecord}: fewer than batch_size={cfg.batch_size} images per rank ({device_num} "

@@ -5,7 +5,7 @@ Files written into one folder: `results.pkl.bbox.json` (COCO detection records),
 `<figure> = <value>` line per figure of the 12-line COCO summary), `per_class.csv` (AP and AP50 per class),
 `confusion_matrix.csv` and `.png` (which class is taken for which at IoU 0.5 and visualize_score_thr:
 src/evaluation/confusion_matrix.py), `pr_curves.png` (precision against recall per class: pr_curves.py) and,
-with cfg.visualize = N, `visualize/<image id>.png` for the first N images (`<image id>-2.png`, ... where a file
+with visualize = N, `visualize/<image id>.png` for the first N images (`<image id>-2.png`, ... where a file
 this process did not write has the name: a picture never replaces one). The figures are computed and printed before
 the files are written: a write that fails (disk full) ends the run with one line naming the file, the reason and the
 files that were written, and the figures stay on the screen (the results json is written first).
@@ -23,7 +23,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mindspore.dataset as de
 import numpy as np
@@ -33,7 +33,8 @@ from pycocotools.cocoeval import COCOeval
 
 from src.data.image_files import read_image_bgr
 from src.data.mindrecord import create_mindrecord, file_sha256, read_sidecar
-from src.dataset import create_fasterrcnn_dataset
+from src.data.settings import DataSettings
+from src.dataset import PipelineSettings, create_fasterrcnn_dataset
 from src.evaluation.confusion_matrix import (
     confusion_matrix,
     draw_confusion_matrix,
@@ -74,10 +75,11 @@ _PICTURES: dict[tuple[str, int], str] = {}  # (visualize folder, image id) -> th
 @dataclass(frozen=True)
 class EvaluationSettings:
     """What the evaluation loop reads from the config (`from_config`, once per evaluation set-up): the model's
-    classes, the batch, the detections kept per image and the pictures drawn."""
+    classes, the pipeline, the batch, the detections kept per image and the pictures drawn."""
 
     classes: tuple[str, ...]       # coco_classes: the model's class names, background first
     num_classes: int               # with the background
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)  # the evaluation pipeline
     batch_size: int = 2            # test_batch_size
     max_detections: int = 128      # eval_max_num: the best detections kept per image (the original's 128)
     visualize: int = 0             # images whose detections are drawn into visualize/
@@ -87,8 +89,9 @@ class EvaluationSettings:
 
     @classmethod
     def from_config(cls, cfg) -> EvaluationSettings:
-        image_folder = os.path.join(cfg.coco_root, cfg.val_data_type) if cfg.dataset == "coco" else cfg.image_dir
+        _, image_folder = DataSettings.from_config(cfg).source_files(is_training=False)
         return cls(classes=tuple(cfg.coco_classes), num_classes=int(cfg.num_classes),
+                   pipeline=PipelineSettings.from_config(cfg),
                    batch_size=int(cfg.test_batch_size), max_detections=int(cfg.eval_max_num),
                    visualize=int(cfg.visualize), visualize_score_thr=float(cfg.visualize_score_thr),
                    image_folder=image_folder, exif_transpose=bool(cfg.exif_transpose))
@@ -103,28 +106,28 @@ class EvaluationSet:
     num_images: int
 
 
-def ground_truth_path(cfg) -> str:
-    """cfg.anno_path, or for COCO when it is empty `<coco_root>/annotations/instances_<val_data_type>.json`."""
-    if cfg.dataset == "coco" and not cfg.anno_path:
-        anno_path = os.path.join(cfg.coco_root, cfg.instance_set.format(cfg.val_data_type))
+def ground_truth_path(data: DataSettings) -> str:
+    """data.anno_path, or for COCO when it is empty the validation json the evaluation set is converted from."""
+    if data.is_coco and not data.anno_path:
+        anno_path, _ = data.source_files(is_training=False)
         print(f"anno_path not given: using {anno_path}")
         return anno_path
-    return cfg.anno_path
+    return data.anno_path
 
 
-def prepare_evaluation_set(cfg, coco: COCO) -> EvaluationSet:
-    """The evaluation MindRecord of cfg's data set (converted on first use), checked against `coco`, the ground
-    truth read from cfg.anno_path, and the ground truth without what the conversion left out (see the module
+def prepare_evaluation_set(data: DataSettings, coco: COCO, anno_path: str) -> EvaluationSet:
+    """The evaluation MindRecord of the validation set (converted on first use), checked against `coco`, the ground
+    truth read from `anno_path`, and the ground truth without what the conversion left out (see the module
     docstring)."""
     print("CHECKING MINDRECORD FILES ...", flush=True)
-    mindrecord = create_mindrecord(cfg, MINDRECORD_PREFIX, is_training=False)
+    mindrecord = create_mindrecord(data, MINDRECORD_PREFIX, is_training=False)
     print("CHECKING MINDRECORD FILES DONE!")
-    ids = check_evaluation_set(coco, mindrecord, cfg.anno_path)
+    ids = check_evaluation_set(coco, mindrecord, anno_path)
     sidecar = read_sidecar(mindrecord) or {}
     # the dropped boxes are indexed in the annotation file the set was made from: only that file's apply
-    same_file = sidecar.get("source", {}).get("annotation_sha256") == file_sha256(cfg.anno_path)
+    same_file = sidecar.get("source", {}).get("annotation_sha256") == file_sha256(anno_path)
     dropped = sidecar.get("dropped_boxes", []) if same_file else []
-    coco = evaluation_ground_truth(coco, ids, dropped, cfg.anno_path)
+    coco = evaluation_ground_truth(coco, ids, dropped, anno_path)
     for problem in check_image_order(coco, ids, len(ids)):
         print(f"WARNING: {problem}", flush=True)
     return EvaluationSet(coco, mindrecord, len(ids))
@@ -254,13 +257,14 @@ def check_evaluation_set(coco: COCO, mindrecord: str, anno_path: str) -> list[in
     return ids
 
 
-def fasterrcnn_eval(cfg, net: nn.Cell, evaluation_set: EvaluationSet, acclog_path: str) -> dict:
+def fasterrcnn_eval(settings: EvaluationSettings, net: nn.Cell, evaluation_set: EvaluationSet,
+                    acclog_path: str) -> dict:
     """Evaluate `net` (inference mode) on `evaluation_set`; writes the results json, `acclog_path` and the
     per-class files beside it (see the module docstring), prints the COCO summary, the per-class table and the
     confusion counts; returns the 12 COCO figures. Detections are matched to images by the ids the MindRecord
     carries."""
-    coco, settings = evaluation_set.coco, EvaluationSettings.from_config(cfg)
-    dataset = create_fasterrcnn_dataset(cfg, evaluation_set.mindrecord, batch_size=settings.batch_size,
+    coco = evaluation_set.coco
+    dataset = create_fasterrcnn_dataset(settings.pipeline, evaluation_set.mindrecord, batch_size=settings.batch_size,
                                         is_training=False)
     out_dir = os.path.dirname(os.path.abspath(acclog_path))
     results, image_ids = run_network(settings, net, dataset, evaluation_set.num_images, coco, out_dir)

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from src.data.sources import category_names
 from src.infra.errors import ConfigError
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -223,6 +224,28 @@ def warn(message: str) -> None:
 def cap_workers(requested: int) -> int:
     """A worker count between 1 and the machine's cores."""
     return max(1, min(int(requested), os.cpu_count() or 1))
+
+
+def classes_from_data(cfg: Config, is_training: bool) -> Config:
+    """`cfg`, or when the classes of a COCO json named by train_anno_path (training) / val_anno_path (evaluation) are
+    not given, `cfg` with the json's classes (background, then its category names by category id) and one warning.
+
+    Not given: neither coco_classes nor num_classes on the command line, and coco_classes still the shipped COCO
+    names while the json has a category that is not one of them (a json of COCO names keeps COCO's 81 classes;
+    classes given otherwise keep the usual check of the json's categories against them). The coco_root layout is
+    COCO's and is not read here (its train json is large)."""
+    json_path = cfg.train_anno_path if is_training else cfg.val_anno_path
+    if cfg.dataset != "coco" or not json_path or {"coco_classes", "num_classes"} & cfg.given:
+        return cfg
+    shipped, _, _ = parse_yaml(os.path.join(ROOT, DEFAULT_CONFIGS["Ascend"]))
+    if list(cfg.coco_classes) != shipped["coco_classes"] or not os.path.isfile(json_path):
+        return cfg  # the conversion names a missing file
+    names = category_names(json_path)
+    if set(names) <= set(shipped["coco_classes"]):
+        return cfg
+    warn(f"classes taken from {os.path.basename(json_path)}'s {len(names)} categories (by id): {', '.join(names)}")
+    classes = ["background", *names]
+    return cfg.replace(coco_classes=classes, num_classes=len(classes))
 
 
 def get_config(argv: Iterable[str] | None = None, **overrides: Any) -> Config:

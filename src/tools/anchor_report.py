@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import sys
 
+from src.data.anchor_fit import FitSettings
+from src.data.settings import DataSettings
 from src.data.training_boxes import print_report
 from src.infra.runtime import run_job
 
 
+def report(cfg) -> None:
+    print_report(DataSettings.from_config(cfg), FitSettings.from_config(cfg))
+
+
 def main() -> int:
-    return run_job(print_report, "anchor_report")
+    return run_job(report, "anchor_report")
 
 
 if __name__ == "__main__":
