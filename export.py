@@ -22,9 +22,11 @@ import time
 from src.deploy.export import check_request, export_batch_size, export_network
 from src.infra.fileio import check_output_dir
 from src.infra.runtime import device_id, run_job, set_up_device
+from src.model_utils.config import classes_from_data
 
 
 def export_fasterrcnn(cfg) -> str:
+    cfg = classes_from_data(cfg, is_training=True)  # a training json's categories, when classes are not given
     check_request(cfg)
     check_output_dir(os.path.dirname(os.path.abspath(cfg.file_name)) or ".", "--file_name's folder")
     set_up_device(cfg.device_target, "GRAPH", device_id(cfg))

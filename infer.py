@@ -36,8 +36,8 @@ from src.deploy.detect_images import (
     check_request,
     collect_images,
     detect_and_write,
-    exported_model,
     held_output_folder,
+    model_to_run,
 )
 from src.infra.errors import InferError
 from src.infra.fileio import check_output_dir
@@ -47,8 +47,7 @@ from src.infra.runtime import device_id, run_job, set_up_device
 def infer(cfg) -> list[dict]:
     """Detect, write detections.json, then (draw) the pictures; returns the records."""
     check_request(cfg)
-    exported, classes, keep_ratio = exported_model(cfg) if cfg.mindir or cfg.onnx else \
-        ("", list(cfg.coco_classes), cfg.keep_ratio)
+    cfg, exported, classes, keep_ratio = model_to_run(cfg)
     files, skipped = collect_images(cfg)
     for problem in skipped:
         print(f"WARNING: {problem}; skipped", file=sys.stderr, flush=True)

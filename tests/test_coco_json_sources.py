@@ -9,6 +9,7 @@ from mindspore import dataset as de
 
 from src.data.mindrecord import DEFAULT_SUBDIR, label_map, mindrecord_directory
 from src.data.settings import DataSettings
+from src.deploy.detect_images import model_to_run
 from src.evaluation.evaluator import EvaluationSettings, ground_truth_path, prepare_evaluation_set
 from src.infra.errors import DataError
 from src.model_utils.config import classes_from_data, get_config
@@ -108,3 +109,10 @@ def test_a_missing_json_names_its_key(tmp_path):
     cfg = get_config([], train_anno_path=str(tmp_path / "nope.json"), train_image_dir=str(tmp_path))
     with pytest.raises(DataError, match=r"annotation file not found: .*nope.json' \(config keys train_anno_path\)"):
         convert(cfg, TRAIN, True)
+
+
+
+def test_infer_and_export_with_a_checkpoint_take_the_training_jsons_classes(export, capsys):
+    cfg, exported, classes, _ = model_to_run(own_json_cfg(export, checkpoint_path="model.ckpt"))
+    assert exported == "" and classes == ["background", "fox", "hedgehog", "owl"] and cfg.num_classes == 4
+    assert capsys.readouterr().err.strip() == WARNING

@@ -26,6 +26,7 @@ from src.infra.fileio import write_json_atomic
 from src.infra.progress import Progress
 from src.infra.run_lock import holding
 from src.infra.runtime import load_inference_network
+from src.model_utils.config import Config, classes_from_data
 from src.util import select_detections
 
 DETECTIONS_FILE = "detections.json"
@@ -128,6 +129,16 @@ def classes_source(cfg) -> str:
     if "coco_classes" in cfg.given:
         return "--coco_classes"
     return f"--config_path={cfg.config_path}'s coco_classes" if "config_path" in cfg.given else ""
+
+
+def model_to_run(cfg) -> tuple[Config, str, list[str], bool]:
+    """The config to build the network from, the exported model's path ('' for --checkpoint_path), its class names
+    (background first) and keep_ratio: an exported model's (`exported_model`), or the config's, whose classes a
+    --train_anno_path json gives when they are not (src.model_utils.config.classes_from_data)."""
+    if cfg.mindir or cfg.onnx:
+        return (cfg, *exported_model(cfg))
+    cfg = classes_from_data(cfg, is_training=True)
+    return cfg, "", list(cfg.coco_classes), bool(cfg.keep_ratio)
 
 
 def exported_model(cfg) -> tuple[str, list[str], bool]:
