@@ -49,7 +49,7 @@ def eval_fasterrcnn(cfg) -> None:
         raise CheckpointError(f"checkpoint file not found: {checkpoint_path!r} (config key checkpoint_path)")
     # the output folder before the long work: writable, with room, and not another run's
     out_dir = os.path.dirname(os.path.abspath(acclog_path))
-    check_output_dir(out_dir, f"the output folder (of {ACCLOG_NAME}, the results json and per_class.csv)")
+    check_output_dir(out_dir, f"the output folder (of {ACCLOG_NAME} and the other evaluation files)")
     hold_folder(out_dir, "eval", "eval.py")
     data = DataSettings.from_config(cfg)
     anno_path = ground_truth_path(data)

@@ -59,7 +59,7 @@ def test_eval_into_a_read_only_folder_stops_before_the_network(inputs, tmp_path)
         pytest.skip(str(err))
     assert done.returncode == 2, done.stderr[-3000:]
     line = one_error(done)
-    assert line.startswith("eval.py: error: the output folder (of mAP.log, the results json and per_class.csv): "
+    assert line.startswith("eval.py: error: the output folder (of mAP.log and the other evaluation files): "
                            f"cannot write into '{tmp_path / 'out'}': Read-only file system"), line
     assert "Start Eval!" not in done.stdout
     assert snapshot(inputs) == before
