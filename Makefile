@@ -51,7 +51,7 @@ bench-vs-torchvision: setup bench-torchvision-venv
 # demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
 # checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation
 # (postprogress.py), the same for the ONNX export in onnxruntime; then the loss curve (src/tools/plot_log.py) and the
-# detections of a few val images drawn by infer.py.
+# detections of a few val images drawn by infer.py from the ONNX file (onnxruntime: no third compilation).
 # Outputs in $(DEMO_DIR)/: data/, train/ (log, loss_0.log, save_ckpt/, loss_curve.png), eval/ (mAP.log,
 # per_class.csv), infer/ (*.mindir, *.onnx, acc.log), infer_onnx/ (acc.log), detections/ (detections.json, one PNG per image, log).
 DEMO_DIR ?= demo_out
