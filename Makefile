@@ -2,26 +2,33 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# One stamp per requirements file, made by one rule: `setup` (the demo) installs requirements.txt only,
+# `setup-dev` (tests, lint) requirements-dev.txt, which includes requirements.txt.
+STAMP := $(VENV)/.installed-requirements.txt
+DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
 
-.PHONY: setup test test-fast demo lint clean bench-torchvision-venv bench-vs-torchvision
+.PHONY: setup setup-dev test test-fast demo lint clean bench-torchvision-venv bench-vs-torchvision
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+setup-dev: $(DEV_STAMP)
+
+$(DEV_STAMP): requirements.txt
+
+$(VENV)/.installed-%: %
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -r $<
+	touch $@
 
-test: setup
+test: setup-dev
 	$(PY) -m pytest -q tests
 
 # The unit tests only (about a minute): no end-to-end runs, subprocesses or full-network compilations.
-test-fast: setup
+test-fast: setup-dev
 	$(PY) -m pytest -q -m "not slow" tests
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check .
 
 # The torchvision reference of bench/bench_vs_torchvision.py in its own venv (torch 2.14.1 + torchvision 0.29.1,
@@ -44,7 +51,7 @@ bench-vs-torchvision: setup bench-torchvision-venv
 # demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
 # checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation
 # (postprogress.py), the same for the ONNX export in onnxruntime; then the loss curve (src/tools/plot_log.py) and the
-# detections of a few val images drawn by infer.py.
+# detections of a few val images drawn by infer.py from the ONNX file (onnxruntime: no third compilation).
 # Outputs in $(DEMO_DIR)/: data/, train/ (log, loss_0.log, save_ckpt/, loss_curve.png), eval/ (mAP.log,
 # per_class.csv), infer/ (*.mindir, *.onnx, acc.log), infer_onnx/ (acc.log), detections/ (detections.json, one PNG per image, log).
 DEMO_DIR ?= demo_out
@@ -87,8 +94,7 @@ demo: setup
 		$(DEMO_ROOT)/data/annotations/instances_val2017.json 0 CPU --config_path=$(CURDIR)/demo_config.yaml
 	$(DEMO_RUN) -m src.tools.plot_log $(DEMO_ROOT)/train/log --out $(DEMO_ROOT)/train/loss_curve.png
 	rm -rf $(DEMO_ROOT)/detections && mkdir -p $(DEMO_ROOT)/detections
-	$(DEMO_RUN) $(CURDIR)/infer.py --config_path=$(CURDIR)/demo_config.yaml \
-		--checkpoint_path=$$(ls -t $(DEMO_ROOT)/train/save_ckpt/ckpt_0/faster_rcnn-*.ckpt | head -1) \
+	$(DEMO_RUN) $(CURDIR)/infer.py --config_path=$(CURDIR)/demo_config.yaml --onnx=$(DEMO_ROOT)/infer/faster_rcnn_dcn.onnx \
 		--images=$$(ls -d $(DEMO_ROOT)/data/val2017/* | head -n $(DEMO_INFER_IMAGES) | paste -sd, -) \
 		--draw=True --detections_dir=$(DEMO_ROOT)/detections 2>&1 | tee $(DEMO_ROOT)/detections/log
 	@echo "demo: loss curve in $(DEMO_ROOT)/train/loss_curve.png; the detections of $(DEMO_INFER_IMAGES) val images \

@@ -59,9 +59,10 @@ def parse_network_bench_args(parser: argparse.ArgumentParser) -> argparse.Namesp
     return args
 
 
-def bench_config(args: argparse.Namespace, **overrides):
-    """The config of a network benchmark: --config_path (or the default) with the command line's sizes."""
-    return get_config([] if args.config_path is None else [f"--config_path={args.config_path}"],
+def bench_config(args: argparse.Namespace, argv: Sequence[str] = (), **overrides):
+    """The config of a network benchmark: --config_path (or the default) with the command line's sizes, then `argv`
+    (`--key=value` items, parsed and checked as train.py's command line)."""
+    return get_config(([] if args.config_path is None else [f"--config_path={args.config_path}"]) + list(argv),
                       img_height=args.img_height, img_width=args.img_width, **overrides)
 
 

@@ -3,18 +3,23 @@
     GLOG_v=3 .venv/bin/python bench/bench_train.py [--img_height 768] [--img_width 1280] [--batch_size 2]
                                                    [--steps 3] [--warmup 1] [--mode GRAPH|PYNATIVE]
                                                    [--kernels cpu|mindspore] [--profile]
+                                                   [--compare KEY=VALUE [KEY=VALUE ...]]
 
 The network runs as train.py runs it (WithLossCell + TrainOneStepCell with the config's loss scale, Momentum)
 on the fidelity fixture's reference weights and a synthetic batch (noise image, a few random gt boxes per image).
 Reported: graph compile time (first step minus the median step), median s/step over `--steps` timed steps after
 `--warmup` untimed ones, images/s, peak RSS of the process. The last line is one json object.
 `--profile` runs one more step under the MindSpore profiler and prints the 10 most expensive operator types.
+`--compare KEY=VALUE ...` times train.py's own training cell (src/engine/trainer.py: SGD with the config's schedule,
+loss scale and gradient clipping) twice, with the config as it is ("before") and with these config overrides
+("after"), one step of each in turn, so that both medians and their ratio come from the same run under the same load.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
 from mindspore import Tensor, nn
@@ -30,6 +35,7 @@ from bench.bench_common import (  # noqa: E402
     profile_top_ops,
     time_calls,
 )
+from src.engine.trainer import build_optimizer, build_train_cell  # noqa: E402
 from src.FasterRcnn import build_model  # noqa: E402
 from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
 from src.ops import Kernels  # noqa: E402
@@ -57,8 +63,54 @@ def synthetic_batch(cfg, rng):
     return tuple(Tensor(a) for a in (img, metas, boxes, labels, valids))
 
 
+def trainer_step(cfg, kernels: Kernels, steps_per_epoch: int = 100):
+    """train.py's training cell (SGD, the config's lr schedule, loss scale and clipping) on this benchmark's weights."""
+    net = build_model(cfg, kernels=kernels)
+    load_reference_weights(net)
+    net.set_train(True)
+    step = build_train_cell(cfg, net, build_optimizer(cfg, net, steps_per_epoch), device_num=1)
+    step.set_train(True)
+    return step
+
+
+def compare(args, parser) -> None:
+    """--compare: train.py's cell before and after the overrides, one step of each in turn."""
+    overrides = [f"--{item}" for item in args.compare]
+    if any("=" not in item for item in args.compare):
+        parser.error(f"--compare takes KEY=VALUE items, got {args.compare}")
+    cells, batches, times = {}, {}, {"before": [], "after": []}
+    for name, extra in (("before", []), ("after", overrides)):
+        cfg = bench_config(args, extra, batch_size=args.batch_size)
+        cells[name] = trainer_step(cfg, Kernels(args.kernels))
+        batches[name] = synthetic_batch(cfg, np.random.default_rng(0))
+        for _ in range(1 + args.warmup):  # compile, then the untimed steps
+            cells[name](*batches[name])[0].asnumpy()
+    for _ in range(args.steps):
+        for name in times:
+            start = time.perf_counter()
+            cells[name](*batches[name])[0].asnumpy()
+            times[name].append(time.perf_counter() - start)
+    before, after = (float(np.median(times[name])) for name in ("before", "after"))
+    print_table(f"train.py's step, {args.img_height}x{args.img_width}, batch {args.batch_size}, "
+                f"before / after {' '.join(args.compare)}, alternating", [
+                    ("before: step (median)", f"{before:.3f} s   ({' '.join(f'{t:.2f}' for t in times['before'])})"),
+                    ("after: step (median)", f"{after:.3f} s   ({' '.join(f'{t:.2f}' for t in times['after'])})"),
+                    ("after / before", f"{after / before:.3f}"),
+                    ("peak RSS (both cells)", f"{peak_rss_mb():.0f} MB"),
+                ])
+    print(json.dumps({"bench": "train_compare", "img": [args.img_height, args.img_width], "batch": args.batch_size,
+                      "compare": args.compare, "before_s": round(before, 3), "after_s": round(after, 3),
+                      "ratio": round(after / before, 3)}))
+
+
 def main() -> None:
-    args = parse_network_bench_args(network_bench_parser(__doc__, batch_size=2, unit="step"))
+    parser = network_bench_parser(__doc__, batch_size=2, unit="step")
+    parser.add_argument("--compare", nargs="+", metavar="KEY=VALUE",
+                        help="train.py's step with the config as it is and with these overrides, alternately")
+    args = parse_network_bench_args(parser)
+    if args.compare:
+        compare(args, parser)
+        return
     cfg = bench_config(args, batch_size=args.batch_size)
     net = build_model(cfg, kernels=Kernels(args.kernels))
     load_reference_weights(net)
