@@ -5,13 +5,9 @@ a foreground label 0..79 for each and a validity mask. As the original:
 - keep the valid candidates, at most `max_num` of them (the best by score), grouped per class;
 - label `i` becomes `coco.getCatIds()[i]` (by position), the box becomes [x1, y1, x2 - x1 + 1, y2 - y1 + 1];
 - results are assigned to images in `coco.getImgIds()` order;
-- COCOeval (bbox) over the image ids of the loaded results.
-
-The original meant to restrict COCOeval to the images with detections (`imgIds = loadRes(...).getImgIds()`), but
-pycocotools' `loadRes` copies every image of the annotation file into the results object for bbox results, so every
-annotated image is evaluated, detections or not; this module does the same call and gets the same figures. The
-original also ran one COCOeval per image before and threw the numbers away (minutes on COCO val, pages of output);
-that loop is left out. Added by this port: AP and AP50 per class (`per_class_ap`, eval.py's per_class.csv).
+- COCOeval (bbox) over the image ids of the loaded results: pycocotools' `loadRes` copies every image of the
+  annotation file into the results for bbox results, so every annotated image is evaluated, detections or not.
+Beside the 12 COCO figures: AP and AP50 per class (`per_class_ap`, eval.py's per_class.csv).
 """
 from __future__ import annotations
 
