@@ -26,6 +26,20 @@ def test_three_yamls_differ_only_where_the_target_does():
         assert {k: v for k, v in other.items() if base[k] != v} == expected
 
 
+def test_own_photos_recipe_differs_from_the_demo_only_where_it_says():
+    """configs/own_photos_cpu.yaml is demo_config.yaml with the recipe's values (its header lists them), the same
+    help strings and choices, and a consistent head (classes, anchors per position)."""
+    demo = parse_yaml(os.path.join(ROOT, "demo_config.yaml"))
+    own = parse_yaml(os.path.join(ROOT, "configs", "own_photos_cpu.yaml"))
+    assert set(own[0]) == set(demo[0]) and own[1:] == demo[1:]
+    assert {k: v for k, v in own[0].items() if demo[0][k] != v} == {
+        "img_width": 320, "img_height": 320, "anchor_scales": [4, 5.66], "num_anchors": 6, "num_gts": 64,
+        "epoch_size": 6, "coco_classes": ["background", "tree"], "num_classes": 2, "dataset": "other"}
+    cfg = get_config([f"--config_path={ROOT}/configs/own_photos_cpu.yaml"])
+    assert cfg.num_classes == len(cfg.coco_classes)
+    assert cfg.num_anchors == len(cfg.anchor_scales) * len(cfg.anchor_ratios)
+
+
 def test_default_file_follows_device_target():
     assert get_config(["--device_target=GPU"]).epoch_size == 72
     assert get_config(["--device_target=GPU"]).device_target == "GPU"
