@@ -116,3 +116,12 @@ def test_infer_and_export_with_a_checkpoint_take_the_training_jsons_classes(expo
     cfg, exported, classes, _ = model_to_run(own_json_cfg(export, checkpoint_path="model.ckpt"))
     assert exported == "" and classes == ["background", "fox", "hedgehog", "owl"] and cfg.num_classes == 4
     assert capsys.readouterr().err.strip() == WARNING
+
+
+def test_the_anchor_report_takes_the_training_jsons_classes(export, capsys):
+    from src.tools.anchor_report import report  # noqa: PLC0415
+
+    report(own_json_cfg(export))  # the json's categories are not the config's: refused without them
+    captured = capsys.readouterr()
+    assert captured.err.strip() == WARNING
+    assert "anchor fit: 3 non-crowd boxes of 2 training images" in captured.out

@@ -16,9 +16,11 @@ from src.data.anchor_fit import FitSettings
 from src.data.settings import DataSettings
 from src.data.training_boxes import print_report
 from src.infra.runtime import run_job
+from src.model_utils.config import classes_from_data
 
 
 def report(cfg) -> None:
+    cfg = classes_from_data(cfg, is_training=True)  # a --train_anno_path json's classes, as train.py takes them
     print_report(DataSettings.from_config(cfg), FitSettings.from_config(cfg))
 
 

@@ -24,7 +24,7 @@ from src.evaluation.visualize import draw_ground_truth, draw_legend, save_png
 from src.infra.errors import ConfigError
 from src.infra.fileio import check_output_dir
 from src.infra.runtime import run_main
-from src.model_utils.config import get_config
+from src.model_utils.config import classes_from_data, get_config
 
 PROGRAM = "browse"
 PICTURE_STEM = "browse_{:03d}"
@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if "-h" in rest or "--help" in rest:
         parser.print_help()
-    return run_main(lambda: browse(get_config(rest), args.num_images, args.out), PROGRAM)
+    return run_main(lambda: browse(classes_from_data(get_config(rest), is_training=True), args.num_images, args.out),
+                    PROGRAM)
 
 
 if __name__ == "__main__":
