@@ -26,6 +26,7 @@ from src.engine.trainer import build_optimizer  # noqa: E402
 from src.FasterRcnn import build_model  # noqa: E402
 from src.infra.runtime import set_up_device  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
+from src.network_define import clip_by_global_norm  # noqa: E402
 from src.ops import Kernels  # noqa: E402
 
 STEPS_PER_EPOCH = 100  # the demo's (only the learning-rate table's length depends on it)
@@ -41,7 +42,7 @@ class Update(nn.Cell):
 
     def construct(self, grads):
         if self.scaled_clip_norm > 0:
-            grads = ops.clip_by_global_norm(grads, self.scaled_clip_norm)
+            grads = clip_by_global_norm(grads, self.scaled_clip_norm)
         return self.optimizer(grads)
 
 
@@ -56,7 +57,7 @@ class Holder(nn.Cell):
 def build_update(cfg, params, prefix: str) -> tuple[Update, tuple[Tensor, ...]]:
     """The update of one side and its fixed gradients (scaled by the config's loss scale, as the backward's are)."""
     holder = Holder(params, prefix)
-    optimizer = build_optimizer(cfg, holder, STEPS_PER_EPOCH)
+    optimizer = build_optimizer(cfg, holder, STEPS_PER_EPOCH, device_num=1)
     rng = np.random.default_rng(0)
     grads = tuple(Tensor(rng.standard_normal(p.shape).astype(np.float32) * 1e-3 * cfg.loss_scale)
                   for p in holder.trainable_params())

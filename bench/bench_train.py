@@ -5,13 +5,13 @@
                                                    [--kernels cpu|mindspore] [--profile]
                                                    [--compare KEY=VALUE [KEY=VALUE ...]]
 
-The network runs as train.py runs it (WithLossCell + TrainOneStepCell with the config's loss scale, Momentum)
-on the fidelity fixture's reference weights and a synthetic batch (noise image, a few random gt boxes per image).
+The network runs in train.py's own training cell (src/engine/trainer.py: SGD with the config's lr schedule, loss
+scale and gradient clipping) on the fidelity fixture's reference weights and a synthetic batch (noise image, a few
+random gt boxes per image).
 Reported: graph compile time (first step minus the median step), median s/step over `--steps` timed steps after
 `--warmup` untimed ones, images/s, peak RSS of the process. The last line is one json object.
 `--profile` runs one more step under the MindSpore profiler and prints the 10 most expensive operator types.
-`--compare KEY=VALUE ...` times train.py's own training cell (src/engine/trainer.py: SGD with the config's schedule,
-loss scale and gradient clipping) twice, with the config as it is ("before") and with these config overrides
+`--compare KEY=VALUE ...` times that cell twice, with the config as it is ("before") and with these config overrides
 ("after"), one step of each in turn, so that both medians and their ratio come from the same run under the same load.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import time
 
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.bench_common import (  # noqa: E402
@@ -37,7 +37,6 @@ from bench.bench_common import (  # noqa: E402
 )
 from src.engine.trainer import build_optimizer, build_train_cell  # noqa: E402
 from src.FasterRcnn import build_model  # noqa: E402
-from src.network_define import LossNet, TrainOneStepCell, WithLossCell  # noqa: E402
 from src.ops import Kernels  # noqa: E402
 
 GTS_PER_IMAGE = 4  # valid gt boxes in each synthetic image
@@ -68,7 +67,7 @@ def trainer_step(cfg, kernels: Kernels, steps_per_epoch: int = 100):
     net = build_model(cfg, kernels=kernels)
     load_reference_weights(net)
     net.set_train(True)
-    step = build_train_cell(cfg, net, build_optimizer(cfg, net, steps_per_epoch), device_num=1)
+    step = build_train_cell(cfg, net, build_optimizer(cfg, net, steps_per_epoch, device_num=1), device_num=1)
     step.set_train(True)
     return step
 
@@ -112,13 +111,7 @@ def main() -> None:
         compare(args, parser)
         return
     cfg = bench_config(args, batch_size=args.batch_size)
-    net = build_model(cfg, kernels=Kernels(args.kernels))
-    load_reference_weights(net)
-    net.set_train(True)
-    optimizer = nn.Momentum(net.trainable_params(), learning_rate=1e-4, momentum=cfg.momentum,
-                            weight_decay=cfg.weight_decay, loss_scale=cfg.loss_scale)
-    step = TrainOneStepCell(WithLossCell(net, LossNet()), optimizer, sens=cfg.loss_scale)
-    step.set_train(True)
+    step = trainer_step(cfg, Kernels(args.kernels))
     batch = synthetic_batch(cfg, np.random.default_rng(0))
     losses = []
 

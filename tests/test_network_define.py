@@ -21,6 +21,7 @@ from src.network_define import (
     LossNet,
     TrainOneStepCell,
     WithLossCell,
+    clip_by_global_norm,
 )
 
 BATCH, GTS, H, W = 2, 3, 4, 5
@@ -106,8 +107,8 @@ def test_two_steps_match_hand_computed_sgd_with_loss_scale(mode):
         np.testing.assert_allclose(net.bias.asnumpy(), b, rtol=1e-5, atol=1e-7)
 
 
-def test_clipping_bounds_the_global_norm_of_the_unscaled_gradient(mode):
-    clip = 0.05
+@pytest.mark.parametrize("clip", [0.05, 100.0])
+def test_clipping_bounds_the_global_norm_of_the_unscaled_gradient(mode, clip):
     net = TinyDetector()
     opt = nn.SGD(net.trainable_params(), learning_rate=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
                  loss_scale=256.0)
@@ -117,11 +118,26 @@ def test_clipping_bounds_the_global_norm_of_the_unscaled_gradient(mode):
     step(*[Tensor(a) for a in batch])
     _, grad_w, grad_b = _numpy_losses_and_grads(w, b, batch[0], batch[2])
     norm = np.sqrt((grad_w ** 2).sum() + (grad_b ** 2).sum())
-    assert norm > 2 * clip  # the case must actually clip
-    grad_w, grad_b = grad_w * clip / norm, grad_b * clip / norm
+    assert (norm > 2 * clip) == (clip < 1)  # 0.05 clips, 100 leaves the gradient as it is
+    scale = min(1.0, clip / norm)
+    grad_w, grad_b = grad_w * scale, grad_b * scale
     # Weight decay is the optimizer's, after clipping.
     np.testing.assert_allclose(net.w.asnumpy(), w - LR * (grad_w + WEIGHT_DECAY * w), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(net.bias.asnumpy(), b - LR * (grad_b + WEIGHT_DECAY * b), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("clip", [3.0, 1e4])
+def test_clip_by_global_norm_of_conv_shaped_gradients_matches_numpy_and_mindspore(mode, clip):
+    rng = np.random.default_rng(7)
+    shapes = [(8, 4, 3, 3), (8,), (16, 8), (2, 3, 1, 1)]
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads))
+    assert (norm > clip) == (clip < 100)
+    out = clip_by_global_norm(tuple(Tensor(g) for g in grads), clip)
+    library = ops.clip_by_global_norm(tuple(Tensor(g) for g in grads), clip)
+    for g, mine, theirs in zip(grads, out, library, strict=True):
+        np.testing.assert_allclose(mine.asnumpy(), g * min(1.0, clip / norm), rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(mine.asnumpy(), theirs.asnumpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_clipping_rejects_a_negative_norm():
