@@ -132,8 +132,9 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
     print("-" * (width + 20))
 
 
-def profile_top_ops(run_once: Callable[[], object], top: int = TOP_OPS) -> None:
-    """Run `run_once` under the MindSpore profiler and print the `top` operator types by total time."""
+def profile_top_ops(run_once: Callable[[], object], top: int = TOP_OPS) -> list[dict]:
+    """Run `run_once` under the MindSpore profiler, print the `top` operator types by total time and return them:
+    [{"op": type, "s": seconds, "share": fraction of all operator time, "calls": count}, ...]."""
     out_dir = tempfile.mkdtemp(prefix="ms_profile_")
     profiler = ms.Profiler(output_path=out_dir)
     run_once()
@@ -142,13 +143,13 @@ def profile_top_ops(run_once: Callable[[], object], top: int = TOP_OPS) -> None:
     files = glob.glob(os.path.join(out_dir, "**", "cpu_op_type_info_*.csv"), recursive=True)
     if not files:
         print(f"profiler wrote no cpu_op_type_info_*.csv under {out_dir}")
-        return
+        return []
     with open(files[0], newline="", encoding="utf-8") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: -float(r["total_compute_time"]))
     total = sum(float(r["total_compute_time"]) for r in rows)
-    table = []
-    for row in rows[:top]:
-        op_ms = float(row["total_compute_time"])
-        share = 100 * op_ms / total
-        table.append((row["op_type"], f"{op_ms / 1000:8.3f} s  {share:5.1f} %  x{row['type_occurrences']}"))
-    print_table(f"top {top} operator types (profiled run, {total / 1000:.2f} s of operator time; {out_dir})", table)
+    found = [{"op": row["op_type"], "s": float(row["total_compute_time"]) / 1000,
+              "share": float(row["total_compute_time"]) / total, "calls": int(row["type_occurrences"])}
+             for row in rows[:top]]
+    print_table(f"top {top} operator types (profiled run, {total / 1000:.2f} s of operator time; {out_dir})",
+                [(op["op"], f"{op['s']:8.3f} s  {100 * op['share']:5.1f} %  x{op['calls']}") for op in found])
+    return found

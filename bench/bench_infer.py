@@ -70,11 +70,10 @@ def main() -> None:
         ("candidate detections", str(int(masks.sum()))),
         ("peak RSS", f"{rss:.0f} MB"),
     ])
-    if args.profile:
-        profile_top_ops(run_once)
+    top_ops = profile_top_ops(run_once) if args.profile else []
     result = {"bench": "infer", "img": [args.img_height, args.img_width], "batch": args.batch_size,
               "compile_s": round(timing.compile_s, 2), "s_per_image_median": round(timing.median / args.batch_size, 3),
-              "peak_rss_mb": round(rss)}
+              "peak_rss_mb": round(rss), "top_ops": top_ops}
     for file_format, wanted in (("MINDIR", not args.no_mindir), ("ONNX", args.onnx)):
         if wanted:
             result.update(bench_exported(net, cfg, img, metas, masks, args, file_format))

@@ -126,11 +126,10 @@ def main() -> None:
         ("last loss", f"{losses[-1]:.4f}"),
         ("peak RSS", f"{rss:.0f} MB"),
     ])
-    if args.profile:
-        profile_top_ops(run_once)
+    top_ops = profile_top_ops(run_once) if args.profile else []
     print(json.dumps({"bench": "train", "img": [args.img_height, args.img_width], "batch": args.batch_size,
                       "compile_s": round(timing.compile_s, 2), "step_s_median": round(timing.median, 3),
-                      "peak_rss_mb": round(rss)}))
+                      "peak_rss_mb": round(rss), "top_ops": top_ops}))
 
 
 if __name__ == "__main__":

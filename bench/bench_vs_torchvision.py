@@ -21,10 +21,11 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 from importlib.metadata import version
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.runner import busy, cpu_model, machine_line, run_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCHVISION_PYTHON = os.path.join(ROOT, ".venv-torchvision", "bin", "python")
@@ -39,17 +40,6 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH") from None
     return height, width
-
-
-def run_json(label: str, command: list[str]) -> dict:
-    """Run a benchmark script (from the repository root) and return the json object of its last stdout line."""
-    print(f"{time.strftime('%H:%M:%S')} {label} ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          env={"GLOG_v": "3", **os.environ})
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines or not lines[-1].startswith("{"):
-        sys.exit(f"{label} failed (exit {proc.returncode}): {' '.join(command)}\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
 
 
 def measure(size: tuple[int, int], args: argparse.Namespace) -> dict:
@@ -79,27 +69,16 @@ def measure(size: tuple[int, int], args: argparse.Namespace) -> dict:
     return row
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
-
-
 def print_report(rows: list[dict], started: str, load_before: tuple[float, ...], args: argparse.Namespace) -> None:
     """The run's header lines, the markdown table of `rows` and the targets."""
     def cell(row: dict, key: str, fmt: str) -> str:
         return format(row[key], fmt) if key in row else "-"
 
-    print(f"\nthis project against torchvision, same run: {started} UTC, host {platform.node()}, {cpu_model()}, "
-          f"{os.cpu_count()} logical CPUs ({len(os.sched_getaffinity(0))} for this process), load average "
-          f"{' '.join(f'{x:.1f}' for x in load_before)} before, {' '.join(f'{x:.1f}' for x in os.getloadavg())} after")
+    print(f"\nthis project against torchvision, same run: {machine_line(started, load_before)}")
     print(f"mindspore {version('mindspore')} (its default threads); torch {rows[0]['torch']}, torchvision "
           f"{rows[0]['torchvision']} ({rows[0]['threads']} threads); medians of {args.steps} after "
           f"{args.warmup} + 1 untimed; training batch {TRAIN_BATCH}, inference batch {INFER_BATCH}")
-    if max(load_before) > len(os.sched_getaffinity(0)):
+    if busy(load_before):
         print("the machine was busy (load average above its CPUs): these figures are not a quiet machine's")
     print()
     print("| size | project train s/step | torchvision s/step | ratio | project infer s/image | torchvision s/image "
