@@ -27,18 +27,26 @@ from bench.bench_vs_torchvision import parse_size  # noqa: E402
 from bench.runner import available_memory_gb, busy, machine_line, run_json  # noqa: E402
 
 PROFILED_BATCH = 2
+# The least growth of peak RSS assumed per megapixel-image (training at 256x384 -> 768x1280, batch 2, grew by about
+# 1.6 GB per megapixel-image; most of a small size's RSS is fixed: weights, the compiled graph, the runtime).
+RSS_GB_PER_MEGAPIXEL_IMAGE = 2.0
 TOP_OPS_SHOWN = 5
 
 
 def predicted_rss_gb(done: list[tuple[float, float]], work: float) -> float:
-    """Peak RSS (GB) of a measurement of `work` (megapixels x batch) from `done` [(work, rss_gb), ...]: the
-    least-squares line through them, never below their largest; proportional to `work` while one work is known."""
+    """Peak RSS (GB) of a measurement of `work` (megapixels x batch) from `done` [(work, rss_gb), ...] of the same
+    kind: the least-squares line through them, its slope at least RSS_GB_PER_MEGAPIXEL_IMAGE, never below the
+    largest measured; through the one point with that slope while one work is known; 0 when none is."""
     if not done:
         return 0.0
     works, rss = np.array(done, dtype=np.float64).T
     if len(set(works)) < 2:
-        return float(rss.max() * work / works[rss.argmax()])
-    slope, intercept = np.polyfit(works, rss, 1)
+        slope, intercept = RSS_GB_PER_MEGAPIXEL_IMAGE, rss.max() - RSS_GB_PER_MEGAPIXEL_IMAGE * works[rss.argmax()]
+    else:
+        slope, intercept = np.polyfit(works, rss, 1)
+        if slope < RSS_GB_PER_MEGAPIXEL_IMAGE:  # through the largest point with the least slope
+            slope = RSS_GB_PER_MEGAPIXEL_IMAGE
+            intercept = rss.max() - slope * works[rss.argmax()]
     return float(max(intercept + slope * work, rss.max()))
 
 
@@ -58,24 +66,26 @@ class Scaling:
         self.common = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
         if args.config_path:
             self.common += ["--config_path", args.config_path]
-        self.done: list[tuple[float, float]] = []  # (megapixels x batch, peak RSS GB) of every process run
+        # (megapixels x batch, peak RSS GB) of the training / inference processes run
+        self.done: dict[str, list[tuple[float, float]]] = {"train": [], "infer": []}
         self.train: dict[tuple[str, int], dict | str] = {}  # (size, batch) -> bench_train.py's record, or why not
         self.infer: dict[str, dict | str] = {}
 
-    def affordable(self, work: float) -> str | None:
-        """None when a process of `work` should fit in memory, else why it is not run."""
-        predicted = predicted_rss_gb(self.done, work)
+    def affordable(self, kind: str, work: float) -> str | None:
+        """None when a process of `work` should fit in memory, else why it is not run (inference predicted from
+        training's figures until one inference is measured)."""
+        predicted = predicted_rss_gb(self.done[kind] or self.done["train"], work)
         limit = self.args.memory_fraction * available_memory_gb()
         if predicted > limit:
             return f"not run: {predicted:.1f} GB predicted, {limit:.1f} GB allowed"
         return None
 
-    def run(self, label: str, work: float, command: list[str]) -> dict | str:
-        reason = self.affordable(work)
+    def run(self, kind: str, label: str, work: float, command: list[str]) -> dict | str:
+        reason = self.affordable(kind, work)
         if reason:
             return reason
         record = run_json(label, command)
-        self.done.append((work, record["peak_rss_mb"] / 1024))
+        self.done[kind].append((work, record["peak_rss_mb"] / 1024))
         return record
 
     def measure(self, size: tuple[int, int]) -> None:
@@ -86,9 +96,9 @@ class Scaling:
         for batch in sorted(self.args.batches):
             profile = ["--profile"] if self.args.profile and batch == profiled else []
             self.train[name, batch] = self.run(
-                f"{name} training, batch {batch}", megapixels * batch,
+                "train", f"{name} training, batch {batch}", megapixels * batch,
                 [sys.executable, "bench/bench_train.py", *dims, "--batch_size", str(batch), *self.common, *profile])
-        self.infer[name] = self.run(f"{name} inference", megapixels, [
+        self.infer[name] = self.run("infer", f"{name} inference", megapixels, [
             sys.executable, "bench/bench_infer.py", *dims, "--batch_size", "1", "--no_mindir", *self.common])
 
 
@@ -138,10 +148,12 @@ def print_report(scaling: Scaling, started: str, load_before: tuple[float, ...])
         print(f"inference: {fit[0]:.3f} s fixed + {fit[1]:.3f} s per megapixel, least squares over {len(points)} sizes")
     if args.profile:
         print(f"\ntop {TOP_OPS_SHOWN} operator types of one profiled training step (share of the operator time):")
-        for (name, batch), record in scaling.train.items():
-            if isinstance(record, dict) and record.get("top_ops"):
-                ops = ", ".join(f"{op['op']} {100 * op['share']:.0f} %" for op in record["top_ops"][:TOP_OPS_SHOWN])
-                print(f"- {name}, batch {batch}: {ops}")
+        profiled = [(key, r) for key, r in scaling.train.items() if isinstance(r, dict) and r.get("top_ops")]
+        for (name, batch), record in profiled:
+            ops = ", ".join(f"{op['op']} {100 * op['share']:.0f} %" for op in record["top_ops"][:TOP_OPS_SHOWN])
+            print(f"- {name}, batch {batch}: {ops}")
+        if not profiled:
+            print("- none: no profiled step was run")
     return fits
 
 

@@ -8,12 +8,16 @@ import pytest
 from bench import bench_scaling as bench
 
 
-def test_predicted_rss_proportional_then_a_line():
+def test_predicted_rss_least_slope_then_a_line():
+    slope = bench.RSS_GB_PER_MEGAPIXEL_IMAGE
     assert bench.predicted_rss_gb([], 5.0) == 0.0
-    assert bench.predicted_rss_gb([(0.1, 2.0)], 0.3) == pytest.approx(6.0)
-    # rss = 1 + 2 x work through (1, 3) and (2, 5): 9 at work 4; never below the largest measured
-    assert bench.predicted_rss_gb([(1.0, 3.0), (2.0, 5.0)], 4.0) == pytest.approx(9.0)
-    assert bench.predicted_rss_gb([(1.0, 3.0), (2.0, 5.0)], 0.5) == pytest.approx(5.0)
+    # one point: through it with the least slope
+    assert bench.predicted_rss_gb([(0.1, 2.0)], 0.6) == pytest.approx(2.0 + slope * 0.5)
+    # rss = 1 + 4 x work through (1, 5) and (2, 9): 17 at work 4; never below the largest measured
+    assert bench.predicted_rss_gb([(1.0, 5.0), (2.0, 9.0)], 4.0) == pytest.approx(17.0)
+    assert bench.predicted_rss_gb([(1.0, 5.0), (2.0, 9.0)], 0.5) == pytest.approx(9.0)
+    # a flatter line than the least slope: the least slope through the largest point
+    assert bench.predicted_rss_gb([(1.0, 5.0), (2.0, 5.5)], 4.0) == pytest.approx(5.5 + slope * 2.0)
 
 
 def test_fixed_and_per_megapixel_is_the_line_through_the_points():
@@ -66,18 +70,21 @@ def test_a_measurement_predicted_over_the_memory_is_not_run(monkeypatch, capsys)
 
     def fake_run_json(label, command):
         commands.append(command)
-        return {"step_s_median": 1.0, "s_per_image_median": 0.5, "peak_rss_mb": 4096}
+        batch = int(command[command.index("--batch_size") + 1])
+        return {"step_s_median": 1.0, "s_per_image_median": 0.5, "peak_rss_mb": 1024 * (4 + 3 * batch)}
 
     monkeypatch.setattr(bench, "run_json", fake_run_json)
-    monkeypatch.setattr(bench, "available_memory_gb", lambda: 12.0)  # 9.6 GB allowed
-    monkeypatch.setattr(sys, "argv", ["bench_scaling.py", "--sizes", "256x384", "--batches", "1", "2", "4"])
+    monkeypatch.setattr(sys, "argv", ["bench_scaling.py", "--sizes", "512x768", "--batches", "1", "2", "4"])
+    # 512x768 is 0.393 megapixels: batch 1 takes 7 GB; batch 2 predicted at 7 + 2 x 0.393 = 7.8 GB, takes 10 GB;
+    # batch 4 by the line through both (7 + 7.6 x 0.393 x 3 = 16.0 GB): run with 20.1 GB allowed, not with 15.9
+    monkeypatch.setattr(bench, "available_memory_gb", lambda: 25.1)
     bench.main()
-    # batch 1 took 4 GB: batch 2 predicted at 8 GB (proportional), run; batch 4 by the line through both (flat at
-    # 4 GB), run
     assert [c[c.index("--batch_size") + 1] for c in commands if c[1] == "bench/bench_train.py"] == ["1", "2", "4"]
-    monkeypatch.setattr(bench, "available_memory_gb", lambda: 6.0)  # 4.8 GB allowed: batch 2's 8 GB is not
+    monkeypatch.setattr(bench, "available_memory_gb", lambda: 19.9)
     commands.clear()
     bench.main()
-    assert [c[c.index("--batch_size") + 1] for c in commands if c[1] == "bench/bench_train.py"] == ["1"]
+    assert [c[c.index("--batch_size") + 1] for c in commands if c[1] == "bench/bench_train.py"] == ["1", "2"]
     out = capsys.readouterr().out
-    assert "not run: 8.0 GB predicted, 4.8 GB allowed" in out
+    assert "not run: 16.0 GB predicted, 15.9 GB allowed" in out
+    # inference is predicted from training's line until one inference is measured (7.0 GB at batch 1's work): run
+    assert [c[1] for c in commands][-1] == "bench/bench_infer.py"
