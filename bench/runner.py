@@ -39,8 +39,9 @@ def machine_line(started: str, load_before: tuple[float, ...]) -> str:
 
 
 def busy(load_before: tuple[float, ...]) -> bool:
-    """Whether the load average before the run was above this process's CPUs (figures not a quiet machine's)."""
-    return max(load_before) > len(os.sched_getaffinity(0))
+    """Whether the 1-minute load average before the run was above this process's CPUs (figures not a quiet
+    machine's; the 5- and 15-minute averages still carry work that has ended)."""
+    return load_before[0] > len(os.sched_getaffinity(0))
 
 
 def available_memory_gb() -> float:
