@@ -23,8 +23,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.bench_vs_torchvision import parse_size  # noqa: E402
-from bench.runner import available_memory_gb, busy, machine_line, run_json  # noqa: E402
+from bench.runner import available_memory_gb, busy, machine_line, parse_size, run_json  # noqa: E402
 
 PROFILED_BATCH = 2
 # The least growth of peak RSS assumed per megapixel-image (training at 256x384 -> 768x1280, batch 2, grew by about
@@ -48,6 +47,14 @@ def predicted_rss_gb(done: list[tuple[float, float]], work: float) -> float:
             slope = RSS_GB_PER_MEGAPIXEL_IMAGE
             intercept = rss.max() - slope * works[rss.argmax()]
     return float(max(intercept + slope * work, rss.max()))
+
+
+def size_name(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def megapixels(size: tuple[int, int]) -> float:
+    return size[0] * size[1] / 1e6
 
 
 def fixed_and_per_megapixel(points: list[tuple[float, float]]) -> tuple[float, float] | None:
@@ -89,16 +96,15 @@ class Scaling:
         return record
 
     def measure(self, size: tuple[int, int]) -> None:
-        height, width = size
-        name, megapixels = f"{height}x{width}", height * width / 1e6
-        dims = ["--img_height", str(height), "--img_width", str(width)]
+        name, pixels = size_name(size), megapixels(size)
+        dims = ["--img_height", str(size[0]), "--img_width", str(size[1])]
         profiled = PROFILED_BATCH if PROFILED_BATCH in self.args.batches else max(self.args.batches)
         for batch in sorted(self.args.batches):
             profile = ["--profile"] if self.args.profile and batch == profiled else []
             self.train[name, batch] = self.run(
-                "train", f"{name} training, batch {batch}", megapixels * batch,
+                "train", f"{name} training, batch {batch}", pixels * batch,
                 [sys.executable, "bench/bench_train.py", *dims, "--batch_size", str(batch), *self.common, *profile])
-        self.infer[name] = self.run("infer", f"{name} inference", megapixels, [
+        self.infer[name] = self.run("infer", f"{name} inference", pixels, [
             sys.executable, "bench/bench_infer.py", *dims, "--batch_size", "1", "--no_mindir", *self.common])
 
 
@@ -121,31 +127,34 @@ def print_report(scaling: Scaling, started: str, load_before: tuple[float, ...])
           + "/".join(f"b{b}" for b in batches) + "; infer) |")
     print("|---|---|" + "---|" * (2 * len(batches) + 2))
     for size in args.sizes:
-        name = f"{size[0]}x{size[1]}"
+        name = size_name(size)
         train = [scaling.train[name, b] for b in batches]
         rss = "/".join(cell(t, "peak_rss_mb", 1024, ".1f") if isinstance(t, dict) else "-" for t in train)
         infer = scaling.infer[name]
-        print(f"| {name} | {size[0] * size[1] / 1e6:.2f} | "
+        print(f"| {name} | {megapixels(size):.2f} | "
               + " | ".join(cell(t, "step_s_median") for t in train) + " | "
               + " | ".join(cell(t, "step_s_median", b) for t, b in zip(train, batches, strict=True)) + " | "
               + f"{cell(infer, 's_per_image_median', fmt='.3f')} | "
               + f"{rss}; {cell(infer, 'peak_rss_mb', 1024, '.1f') if isinstance(infer, dict) else '-'} |")
+    def fitted(records: dict[str, dict | str], key: str) -> tuple[tuple[float, float] | None, int]:
+        """The fit of `key` over the sizes measured in `records` (size name -> record), and their count."""
+        points = [(megapixels(s), records[size_name(s)][key]) for s in args.sizes
+                  if isinstance(records[size_name(s)], dict)]
+        return fixed_and_per_megapixel(points), len(points)
+
     fits = {}
     print()
     for batch in batches:
-        points = [(s[0] * s[1] / 1e6, scaling.train[f"{s[0]}x{s[1]}", batch]["step_s_median"]) for s in args.sizes
-                  if isinstance(scaling.train[f"{s[0]}x{s[1]}", batch], dict)]
-        fit = fixed_and_per_megapixel(points)
+        fit, count = fitted({name: record for (name, b), record in scaling.train.items() if b == batch},
+                            "step_s_median")
         if fit:
             fits[batch] = fit
             print(f"training, batch {batch}: {fit[0]:.2f} s fixed + {fit[1]:.2f} s per megapixel of the canvas "
-                  f"(x {batch} images), least squares over {len(points)} sizes")
-    points = [(s[0] * s[1] / 1e6, scaling.infer[f"{s[0]}x{s[1]}"]["s_per_image_median"]) for s in args.sizes
-              if isinstance(scaling.infer[f"{s[0]}x{s[1]}"], dict)]
-    fit = fixed_and_per_megapixel(points)
+                  f"(x {batch} images), least squares over {count} sizes")
+    fit, count = fitted(scaling.infer, "s_per_image_median")
     if fit:
         fits["infer"] = fit
-        print(f"inference: {fit[0]:.3f} s fixed + {fit[1]:.3f} s per megapixel, least squares over {len(points)} sizes")
+        print(f"inference: {fit[0]:.3f} s fixed + {fit[1]:.3f} s per megapixel, least squares over {count} sizes")
     if args.profile:
         print(f"\ntop {TOP_OPS_SHOWN} operator types of one profiled training step (share of the operator time):")
         profiled = [(key, r) for key, r in scaling.train.items() if isinstance(r, dict) and r.get("top_ops")]

@@ -25,21 +25,11 @@ import sys
 from importlib.metadata import version
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.runner import busy, cpu_model, machine_line, run_json  # noqa: E402
+from bench.runner import ROOT, busy, cpu_model, machine_line, parse_size, run_json  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCHVISION_PYTHON = os.path.join(ROOT, ".venv-torchvision", "bin", "python")
 TRAIN_BATCH, INFER_BATCH = 2, 1
 TARGET_TRAIN_RATIO, TARGET_INFER_RATIO, TARGET_PEAK_RSS_GB = 0.15, 0.35, 7.0
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"768x1280" -> (768, 1280): height x width in pixels."""
-    try:
-        height, width = (int(side) for side in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH") from None
-    return height, width
 
 
 def measure(size: tuple[int, int], args: argparse.Namespace) -> dict:

@@ -1,6 +1,8 @@
-"""Running benchmark scripts as subprocesses and describing the machine they ran on (no MindSpore import)."""
+"""Running benchmark scripts as subprocesses, reading their size arguments and describing the machine they ran on
+(no MindSpore import)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -9,6 +11,15 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"768x1280" -> (768, 1280): height x width in pixels."""
+    try:
+        height, width = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH") from None
+    return height, width
 
 
 def run_json(label: str, command: list[str]) -> dict:
