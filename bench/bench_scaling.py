@@ -181,6 +181,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(b < 1 for b in args.batches) or any(h % 32 or w % 32 for h, w in args.sizes):
         parser.error("batches must be >= 1 and sizes multiples of 32")
+    if not 0 < args.memory_fraction <= 1:
+        parser.error(f"--memory_fraction {args.memory_fraction}: expected a share of the memory, in (0, 1]")
     args.sizes = sorted(args.sizes, key=lambda s: s[0] * s[1])
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     load_before = os.getloadavg()

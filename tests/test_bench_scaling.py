@@ -88,3 +88,17 @@ def test_a_measurement_predicted_over_the_memory_is_not_run(monkeypatch, capsys)
     assert "not run: 16.0 GB predicted, 15.9 GB allowed" in out
     # inference is predicted from training's line until one inference is measured (7.0 GB at batch 1's work): run
     assert [c[1] for c in commands][-1] == "bench/bench_infer.py"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "100x100"], "batches must be >= 1 and sizes multiples of 32"),
+    (["--batches", "0"], "batches must be >= 1 and sizes multiples of 32"),
+    (["--memory_fraction", "2"], "--memory_fraction 2.0: expected a share of the memory, in (0, 1]"),
+])
+def test_bad_arguments_are_one_line(monkeypatch, capsys, args, message):
+    monkeypatch.setattr(bench, "run_json", lambda *a: pytest.fail("nothing should run"))
+    monkeypatch.setattr(sys, "argv", ["bench_scaling.py", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"bench_scaling.py: error: {message}"
