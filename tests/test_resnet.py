@@ -191,7 +191,8 @@ def test_bn_training_uses_batch_statistics_in_training_mode():
     stem_mean_before = batch.bn1.moving_mean.asnumpy().copy()
     frozen.set_train(True)
     batch.set_train(True)
-    np.testing.assert_allclose(frozen(x)[3].asnumpy(), eval_frozen, rtol=1e-6)
+    # moving statistics in training too (the trained blocks' BatchNorms unfolded: float32 rounding apart)
+    np.testing.assert_allclose(frozen(x)[3].asnumpy(), eval_frozen, rtol=1e-5, atol=1e-5 * np.abs(eval_frozen).max())
     assert not np.allclose(batch(x)[3].asnumpy(), eval_batch, rtol=1e-3)
     assert not np.allclose(batch.bn1.moving_mean.asnumpy(), stem_mean_before)  # statistics are tracked
     assert np.all(frozen.bn1.moving_mean.asnumpy() == 0)

@@ -27,9 +27,12 @@ class DenseNoTranpose(nn.Cell):
         super().__init__()
         self.weight = Parameter(initializer(weight_init, [in_channels, out_channels], ms.float32), name="weight")
         self.bias = Parameter(initializer("zeros", [out_channels], ms.float32), name="bias")
+        # The MatMul primitive, as the original: ops.matmul's gradient transposes the weight explicitly (the fc's
+        # forward + backward 2.9x slower on the CPU at 256 x 12544 x 1024).
+        self.matmul = ops.MatMul()
 
     def construct(self, x: Tensor) -> Tensor:
-        return ops.bias_add(ops.matmul(x, self.weight.astype(x.dtype)), self.bias.astype(x.dtype))
+        return ops.bias_add(self.matmul(x, self.weight.astype(x.dtype)), self.bias.astype(x.dtype))
 
 
 class Rcnn(nn.Cell):

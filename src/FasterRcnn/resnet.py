@@ -2,8 +2,8 @@
 
 Freezing as the original: the stem conv and all of layer1 take no gradient (c2 leaves through stop_gradient) and
 their BatchNorms have no trainable affine; layer2-4 are trainable; every BatchNorm normalises with its moving
-statistics, in training as in evaluation (computed as the preceding conv with the BatchNorm folded into its weight,
-plus a bias). `weights_update=True` unfreezes the stem conv and layer1 and `bn_training=True` makes the BatchNorms
+statistics, in training as in evaluation (in evaluation and in the frozen blocks computed as the preceding conv with
+the BatchNorm folded into its weight, plus a bias). `weights_update=True` unfreezes the stem conv and layer1 and `bn_training=True` makes the BatchNorms
 use batch statistics in training mode, `zero_init_residual=True` starts each trainable block as its shortcut: all
 for training from scratch.
 """
@@ -73,7 +73,9 @@ class _Bottleneck(nn.Cell):
         self.conv3 = _conv(mid, out_channels, 1)
         self.bn3 = _batch_norm(out_channels, trainable, bn_training)
         self.down_sample = down_sample
-        self.fold_bn = not bn_training  # moving statistics in training too (the original); always in eval
+        # Folded in training only where no gradient reaches the weights (frozen blocks): for a trained conv the
+        # folding's gradient (passes over the weight, a reduction per conv) costs more than the BatchNorm's.
+        self.fold_bn = not bn_training and not trainable
         if down_sample:
             self.conv_down_sample = _conv(in_channels, out_channels, 1, stride=stride)
             self.bn_down_sample = _batch_norm(out_channels, trainable, bn_training)
