@@ -3,8 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 # One stamp per requirements file, made by one rule: `setup` (the demo) installs requirements.txt only,
-# `setup-dev` (tests, lint) requirements-dev.txt, which includes requirements.txt. --no-compile: Python compiles the
-# modules a program imports when it first imports them; pip would compile every file of every package first.
+# `setup-dev` (tests, lint) requirements-dev.txt, which includes requirements.txt.
 STAMP := $(VENV)/.installed-requirements.txt
 DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
 
@@ -19,7 +18,7 @@ $(DEV_STAMP): requirements.txt
 $(VENV)/.installed-%: %
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -r $<
+	$(PY) -m pip install --quiet -r $<
 	touch $@
 
 test: setup-dev
