@@ -3,9 +3,9 @@
 Freezing as the original: the stem conv and all of layer1 take no gradient (c2 leaves through stop_gradient) and
 their BatchNorms have no trainable affine; layer2-4 are trainable; every BatchNorm normalises with its moving
 statistics, in training as in evaluation (in evaluation, in the stem and in the frozen blocks computed as the
-preceding conv with the BatchNorm folded into its weight, plus a bias). `weights_update=True` unfreezes the stem conv and layer1 and
-`bn_training=True` makes the BatchNorms use batch statistics in training mode, `zero_init_residual=True` starts each
-trainable block as its shortcut: all for training from scratch.
+preceding conv with the BatchNorm folded into its weight, plus a bias). `weights_update=True` unfreezes the stem
+conv and layer1 and `bn_training=True` makes the BatchNorms use batch statistics in training mode,
+`zero_init_residual=True` starts each trainable block as its shortcut: all for training from scratch.
 """
 from __future__ import annotations
 
