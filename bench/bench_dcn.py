@@ -19,11 +19,15 @@ import os
 import sys
 import time
 
-import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn, ops
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import src  # noqa: E402, F401  (first: src/__init__.py sets OpenMP's wait policy before MindSpore loads libgomp)
+
+# isort: split
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor, nn, ops  # noqa: E402
+
 from bench.bench_common import add_kernels_option  # noqa: E402
 from src.FasterRcnn.dcn_v2 import DeformConv2d  # noqa: E402
 from src.ops import Kernels  # noqa: E402

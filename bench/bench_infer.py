@@ -21,11 +21,15 @@ import sys
 import tempfile
 import time
 
-import mindspore as ms
 import numpy as np
-from mindspore import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import src  # noqa: E402, F401  (first: src/__init__.py sets OpenMP's wait policy before MindSpore loads libgomp)
+
+# isort: split
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor  # noqa: E402
+
 from bench.bench_common import (  # noqa: E402
     Timing,
     bench_config,

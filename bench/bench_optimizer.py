@@ -18,9 +18,13 @@ import sys
 import time
 
 import numpy as np
-from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import src  # noqa: E402, F401  (first: src/__init__.py sets OpenMP's wait policy before MindSpore loads libgomp)
+
+# isort: split
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops  # noqa: E402
+
 from bench.bench_common import peak_rss_mb, print_table  # noqa: E402
 from src.engine.trainer import build_optimizer  # noqa: E402
 from src.FasterRcnn import build_model  # noqa: E402

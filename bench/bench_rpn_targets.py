@@ -20,7 +20,9 @@ import numpy as np
 
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import src  # noqa: E402, F401  (first: src/__init__.py sets OpenMP's wait policy before MindSpore loads libgomp)
 
+# isort: split
 import mindspore as ms  # noqa: E402
 from mindspore import Tensor, ops  # noqa: E402
 from mindspore import dtype as mstype  # noqa: E402

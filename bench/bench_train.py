@@ -22,9 +22,13 @@ import sys
 import time
 
 import numpy as np
-from mindspore import Tensor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import src  # noqa: E402, F401  (first: src/__init__.py sets OpenMP's wait policy before MindSpore loads libgomp)
+
+# isort: split
+from mindspore import Tensor  # noqa: E402
+
 from bench.bench_common import (  # noqa: E402
     bench_config,
     load_reference_weights,

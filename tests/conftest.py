@@ -6,6 +6,8 @@ import os
 import pathlib
 import shutil
 
+import src  # noqa: F401  (before MindSpore: src/__init__.py sets OpenMP's wait policy, read when libgomp loads)
+
 os.environ.setdefault("GLOG_v", "3")  # before any test module imports MindSpore
 
 import mindspore as ms  # noqa: E402
