@@ -7,6 +7,8 @@ import pytest
 
 from tests.helpers.processes import ENV, run_script
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 PROGRAMS = ["train.py", "eval.py", "export.py", "infer.py", "postprogress.py", "-m src.tools.mindir_infer",
             "bench/bench_train.py", "bench/bench_infer.py", "bench/bench_kernels.py"]
 
