@@ -48,7 +48,7 @@ bench-vs-torchvision: setup bench-torchvision-venv
 	GLOG_v=3 $(PY) bench/bench_vs_torchvision.py $(BENCH_ARGS)
 
 # The demo: a synthetic data set (COCO layout, 6 COCO classes), training from scratch on the CPU with
-# demo_config.yaml (the same network at 256x384, fewer RoIs, 400 steps), then COCO evaluation of the last
+# demo_config.yaml (the same network at 256x384, fewer RoIs, 300 steps), then COCO evaluation of the last
 # checkpoint on the synthetic val split, export to MINDIR and inference of the MINDIR with COCO evaluation
 # (postprogress.py), the same for the ONNX export in onnxruntime; then the loss curve (src/tools/plot_log.py) and the
 # detections of a few val images drawn by infer.py from the ONNX file (onnxruntime: no third compilation).
