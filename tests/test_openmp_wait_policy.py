@@ -34,4 +34,3 @@ def test_program_starts_libgomp_passive(program):
 
 def test_users_policy_is_kept():
     assert spin_count("train.py", ["--help"], OMP_WAIT_POLICY="ACTIVE") > 300000
-
